@@ -1,0 +1,138 @@
+"""Descriptor decoder and legality check: the hardware twin of ``Descriptor.decode`` + ``check_descriptor``.
+
+Takes words 0-7 of a 64-byte descriptor (sim/contract.py gives the encoding) and returns the fields and the
+:class:`~ultratrain.sim.contract.ErrorCode` the contract prescribes, with the same priority: decode errors
+(illegal opcode, reserved bits, unknown flags, bad out_fmt) first, then shape, alignment, memory range and
+flags. An illegal descriptor therefore stops the device with exactly the code the golden executor reports.
+Purely combinational; the controller registers the result.
+"""
+
+from amaranth import Cat, Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..sim.contract import (DEFAULT_CONFIG, OPERAND_ALIGN, WMEM_LANES, ErrorCode, Flag, HardwareConfig,
+                            Opcode, OutFormat)
+
+__all__ = ["DescriptorFields", "Decoder"]
+
+
+class DescriptorFields(data.Struct):
+    opcode: 4
+    flags: 8
+    out_fmt: 2
+    shift: signed(8)
+    a: 16
+    b: 16
+    c: 16
+    d: 16
+    src_a: 32
+    src_b: 32
+    dst: 32
+    wofs: 16
+    bofs: 8
+    bias_shift: signed(8)
+    stride_a: 16
+    stride_b: 16
+
+
+class Decoder(wiring.Component):
+    """``words`` (8 x 32 bits, word 0 lowest) -> ``fields`` and ``error`` (an ErrorCode value)."""
+
+    def __init__(self, cfg: HardwareConfig = DEFAULT_CONFIG):
+        self.cfg = cfg
+        super().__init__({"words": In(256), "fields": Out(DescriptorFields), "error": Out(8)})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        w = [self.words[32 * i:32 * (i + 1)] for i in range(8)]
+        f = self.fields
+        m.d.comb += [
+            f.opcode.eq(w[0][0:4]), f.flags.eq(w[0][8:16]), f.out_fmt.eq(w[0][16:18]), f.shift.eq(w[0][24:32]),
+            f.a.eq(w[1][0:16]), f.b.eq(w[1][16:32]), f.c.eq(w[2][0:16]), f.d.eq(w[2][16:32]),
+            f.src_a.eq(w[3]), f.src_b.eq(w[4]), f.dst.eq(w[5]),
+            f.wofs.eq(w[6][0:16]), f.bofs.eq(w[6][16:24]), f.bias_shift.eq(w[6][24:32]),
+            f.stride_a.eq(w[7][0:16]), f.stride_b.eq(w[7][16:32]),
+        ]
+        op = f.opcode
+        is_ = {o: Signal(name=f"is_{o.name.lower()}") for o in Opcode}
+        for o, sig in is_.items():
+            m.d.comb += sig.eq(op == int(o))
+        lanes = WMEM_LANES
+        c_bad = f.c[:(lanes - 1).bit_length()] != 0        # c % 16
+        mis = lambda addr: addr[:(OPERAND_ALIGN - 1).bit_length()] != 0   # noqa: E731
+
+        # Shape
+        zero_abcd = (f.a == 0) | (f.b == 0) | (f.c == 0) | (f.d == 0)
+        zero_acd = (f.a == 0) | (f.c == 0) | (f.d == 0)
+        zero_ac = (f.a == 0) | (f.c == 0)
+        bc = Signal(32)
+        m.d.comb += bc.eq(f.b * f.c)
+        pe1_buf_bad = bc > cfg.pe1_buf_elems // cfg.pe1_rows
+        pe2_bad = (f.b > cfg.pe2_buf_rows) | (f.d > cfg.pe2_rows * cfg.pe2_acc_depth)
+        pe3_bad = (f.d > cfg.pe3_max_d) | (f.stride_a < f.c) | (f.stride_b < f.d)
+        shape_bad = Signal()
+        with m.If(is_[Opcode.PE1]):
+            m.d.comb += shape_bad.eq(zero_abcd | c_bad | pe1_buf_bad)
+        with m.Elif(is_[Opcode.PE2]):
+            m.d.comb += shape_bad.eq(zero_abcd | c_bad | pe2_bad)
+        with m.Elif(is_[Opcode.PE3]):
+            m.d.comb += shape_bad.eq(zero_acd | c_bad | pe3_bad)
+        with m.Else():
+            m.d.comb += shape_bad.eq(zero_ac | c_bad)
+
+        # Alignment
+        align_bad = Signal()
+        needs_b = is_[Opcode.PE3] | is_[Opcode.ACT_BWD]
+        strides_bad = is_[Opcode.PE3] & ((f.stride_a[:4] != 0) | (f.stride_b[:4] != 0))
+        m.d.comb += align_bad.eq(mis(f.src_a) | mis(f.dst) | (needs_b & mis(f.src_b)) | strides_bad)
+
+        # Memory range (evaluated only when the shape is legal, so the products stay small)
+        pe1_words = Signal(32)
+        m.d.comb += pe1_words.eq((bc[:10] * f.d) >> 4)
+        pitch = Signal(16)
+        m.d.comb += pitch.eq(((f.d + cfg.pe2_rows - 1) // cfg.pe2_rows) * cfg.pe2_rows)
+        pe2_words = Signal(32)
+        m.d.comb += pe2_words.eq((f.b[:10] * pitch[:10] + lanes - 1) >> 4)
+        range_bad = Signal()
+        with m.If(is_[Opcode.PE1]):
+            m.d.comb += range_bad.eq(f.wofs + pe1_words > cfg.wmem_words)
+        with m.Elif(is_[Opcode.PE2]):
+            m.d.comb += range_bad.eq(f.wofs + pe2_words > cfg.wmem_words)
+        with m.Elif(is_[Opcode.ACT_FWD] | is_[Opcode.ACT_BWD]):
+            m.d.comb += range_bad.eq(f.bofs + (f.c >> 4) > cfg.bmem_words)
+
+        flags_bad = (f.flags != 0) & ~(is_[Opcode.PE3] & (f.flags == int(Flag.ACC)))
+
+        err = self.error
+        with m.If(op > max(Opcode)):
+            m.d.comb += err.eq(ErrorCode.ILLEGAL_OPCODE)
+        with m.Elif((w[0] & 0x00FC00F0) != 0):
+            m.d.comb += err.eq(ErrorCode.RESERVED)
+        with m.Elif((f.flags & ~int(Flag.ACC) & 0xFF) != 0):
+            m.d.comb += err.eq(ErrorCode.RESERVED)
+        with m.Elif(f.out_fmt > max(OutFormat)):
+            m.d.comb += err.eq(ErrorCode.BAD_FORMAT)
+        with m.Elif(is_[Opcode.END]):
+            m.d.comb += err.eq(ErrorCode.NONE)
+        with m.Elif(is_[Opcode.LOAD_W] | is_[Opcode.LOAD_B]):
+            with m.If(f.a == 0):
+                m.d.comb += err.eq(ErrorCode.BAD_SHAPE)
+            with m.Elif(mis(f.src_a)):
+                m.d.comb += err.eq(ErrorCode.BAD_ALIGN)
+            with m.Elif(is_[Opcode.LOAD_W] & (f.wofs + f.a > cfg.wmem_words)):
+                m.d.comb += err.eq(ErrorCode.MEM_RANGE)
+            with m.Elif(is_[Opcode.LOAD_B] & (f.bofs + f.a > cfg.bmem_words)):
+                m.d.comb += err.eq(ErrorCode.MEM_RANGE)
+            with m.Elif(f.flags != 0):
+                m.d.comb += err.eq(ErrorCode.RESERVED)
+        with m.Elif(shape_bad):
+            m.d.comb += err.eq(ErrorCode.BAD_SHAPE)
+        with m.Elif(align_bad):
+            m.d.comb += err.eq(ErrorCode.BAD_ALIGN)
+        with m.Elif(range_bad):
+            m.d.comb += err.eq(ErrorCode.MEM_RANGE)
+        with m.Elif(flags_bad):
+            m.d.comb += err.eq(ErrorCode.RESERVED)
+        return m

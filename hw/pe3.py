@@ -1,0 +1,270 @@
+"""PE3: batch-summed outer product, ``dst[d, c] = R(sum_a B[a, d] * A[a, c])`` (+ old ``dst`` with Flag.ACC)
+(thesis 3.5.2 and 3.8.2: the full weight gradient ``m1m2m3 x n1n2n3 -> n1m1n2m2n3m3``).
+
+A one-dimensional array of ``pe3_lanes`` (16) multipliers along ``c``. The thesis: "Elements of the second
+operand is cached, while the first operand is read from DRAM directly" — here one row ``B[a, :]``
+(``d <= pe3_max_d``) is cached with the matching 16 elements ``A[a, c0:c0+16]``; the row is then swept,
+one ``d`` per cycle, into an accumulator memory per lane (``d`` words), so the sum over the batch ``a``
+happens on chip and each output is written once. Row caches are double-buffered (the next row loads
+while this one is swept) and so are the accumulators (the previous c-chunk drains while the next computes).
+
+Operands are row-strided (``stride_a``, ``stride_b`` elements), which picks one ``(n_d x m_d)`` block of
+the full weight gradient out of batch-major activations and gradients (sim/compiler.py).
+
+Per row: ``d`` cycles of 16 MACs against ``2 + ceil(d/8)`` beats read, so the lanes are the bottleneck
+for ``d >= 3``; per c-chunk ``2d`` beats are written.
+
+Accumulator width: at most ``a <= 2**16 - 1`` products of two int16 (magnitude ``<= 2**30``): 47 signed bits.
+With Flag.ACC the drain reads the old ``dst`` rows too and adds them after the rescale (saturating).
+"""
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import fifo, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..sim.contract import DEFAULT_CONFIG, FIELD_MAX, Flag, HardwareConfig
+from .output_stage import OutputStage
+from .pingpong import PingPongControl
+from .ram import AsyncRAM
+from .unit import unit_members
+
+__all__ = ["PE3", "pe3_acc_width"]
+
+TAG_A, TAG_B, TAG_OLD = 0, 1, 2
+
+
+def pe3_acc_width(cfg: HardwareConfig = DEFAULT_CONFIG) -> int:
+    return (FIELD_MAX * (1 << 30)).bit_length() + 1
+
+
+class PE3(wiring.Component):
+    def __init__(self, cfg: HardwareConfig = DEFAULT_CONFIG):
+        self.cfg = cfg
+        self.lanes = cfg.pe3_lanes
+        self.max_d = cfg.pe3_max_d
+        self.acc_width = pe3_acc_width(cfg)
+        super().__init__(unit_members(cfg.axi_data_bits))
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, lanes, max_d, aw = self.cfg, self.lanes, self.max_d, self.acc_width
+        desc = self.desc
+        beat_elems = cfg.axi_data_bits // 16                # 8
+        halves = lanes // beat_elems                        # 2 beats per 16 lanes
+        b_words = -(-max_d // beat_elems)                   # B row cache words per slot
+        dbits = (max_d - 1).bit_length()
+
+        m.submodules.slots = slots = PingPongControl()
+        m.submodules.bcache = bcache = AsyncRAM(cfg.axi_data_bits, 2 * b_words)
+        m.submodules.banks = banks = PingPongControl()
+        accs = []
+        for p in range(halves):
+            ram = AsyncRAM(beat_elems * aw, 2 * max_d)
+            m.submodules[f"acc{p}"] = ram
+            accs.append(ram)
+        m.submodules.ostage = ost = OutputStage(beat_elems, aw, with_add=True)
+        m.submodules.ofifo = ofifo = fifo.SyncFIFOBuffered(width=cfg.axi_data_bits, depth=8)
+        m.submodules.oldfifo = oldfifo = fifo.SyncFIFOBuffered(width=cfg.axi_data_bits, depth=8)
+
+        acc_flag = (desc.flags & int(Flag.ACC)) != 0
+        d_beats = Signal(range(b_words + 1))
+        c16 = Signal(12)
+        with m.If(self.start):
+            m.d.sync += [d_beats.eq((desc.d + beat_elems - 1) >> 3), c16.eq(desc.c >> 4), self.busy.eq(1)]
+        m.d.comb += [ost.clear.eq(self.start), ost.shift.eq(desc.shift), ost.fmt.eq(desc.out_fmt),
+                     ost.add.eq(acc_flag), ost.i_mask.eq((1 << beat_elems) - 1)]
+
+        # ---- command issue: per c-chunk, per row: A[a, c0:c0+16] then B[a, :]; then (ACC) the old dst rows --
+        is_cj = Signal(12)
+        is_ai = Signal(16)
+        a_row = Signal(32)
+        a_chunk = Signal(32)
+        b_row = Signal(32)
+        is_dst = Signal(32)
+        with m.If(self.start):
+            m.d.sync += [is_cj.eq(0), is_ai.eq(0), a_row.eq(desc.src_a), a_chunk.eq(desc.src_a),
+                         b_row.eq(desc.src_b), is_dst.eq(desc.dst)]
+        cmd = self.rd.cmd
+        with m.FSM(name="issue"):
+            with m.State("IDLE"):
+                with m.If(self.busy & ~self.start):
+                    m.next = "A"
+            with m.State("A"):
+                m.d.comb += [cmd.valid.eq(1), cmd.payload.addr.eq(a_row), cmd.payload.beats.eq(halves),
+                             cmd.payload.rows.eq(1), cmd.payload.tag.eq(TAG_A)]
+                with m.If(cmd.ready):
+                    m.next = "B"
+            with m.State("B"):
+                m.d.comb += [cmd.valid.eq(1), cmd.payload.addr.eq(b_row), cmd.payload.beats.eq(d_beats),
+                             cmd.payload.rows.eq(1), cmd.payload.tag.eq(TAG_B)]
+                with m.If(cmd.ready):
+                    with m.If(is_ai == desc.a - 1):
+                        m.d.sync += [is_ai.eq(0), a_row.eq(a_chunk + 32), a_chunk.eq(a_chunk + 32),
+                                     b_row.eq(desc.src_b)]
+                        m.next = "OLD"
+                    with m.Else():
+                        m.d.sync += [is_ai.eq(is_ai + 1), a_row.eq(a_row + (desc.stride_a << 1)),
+                                     b_row.eq(b_row + (desc.stride_b << 1))]
+                        m.next = "A"
+            with m.State("OLD"):
+                with m.If(acc_flag):
+                    m.d.comb += [cmd.valid.eq(1), cmd.payload.addr.eq(is_dst), cmd.payload.beats.eq(halves),
+                                 cmd.payload.rows.eq(desc.d), cmd.payload.stride.eq(desc.c << 1),
+                                 cmd.payload.tag.eq(TAG_OLD)]
+                with m.If(cmd.ready | ~acc_flag):
+                    m.d.sync += [is_cj.eq(is_cj + 1), is_dst.eq(is_dst + 32)]
+                    with m.If(is_cj == c16 - 1):
+                        m.next = "DONE"
+                    with m.Else():
+                        m.next = "A"
+            with m.State("DONE"):
+                with m.If(self.start):
+                    m.next = "IDLE"
+
+        # ---- receive: fill the row caches (slots); old dst beats go to oldfifo --------------------------------
+        a_regs = [Signal(16 * lanes, name=f"a_slot{s}") for s in range(2)]
+        rx_slot = Signal()
+        rx_have = Signal()
+        rx_beat = Signal(range(b_words))
+        beat = self.rd.data
+        tag = beat.payload.tag
+        m.d.comb += [oldfifo.w_data.eq(beat.payload.data),
+                     bcache.w_addr.eq(Cat(rx_beat[:(b_words - 1).bit_length()], rx_slot)),
+                     bcache.w_data.eq(beat.payload.data)]
+        with m.If(tag == TAG_OLD):
+            m.d.comb += [beat.ready.eq(oldfifo.w_rdy), oldfifo.w_en.eq(beat.valid)]
+        with m.Else():
+            m.d.comb += beat.ready.eq(rx_have | slots.w_ready)
+            with m.If(beat.valid & beat.ready):
+                slot = Mux(rx_have, rx_slot, slots.w_next)
+                with m.If(~rx_have):
+                    m.d.comb += slots.w_acquire.eq(1)
+                    m.d.sync += [rx_slot.eq(slots.w_next), rx_have.eq(1)]
+                with m.If(tag == TAG_A):
+                    for s in range(2):
+                        with m.If(slot == s):
+                            with m.If(rx_beat[0]):
+                                m.d.sync += a_regs[s][16 * beat_elems:].eq(beat.payload.data)
+                            with m.Else():
+                                m.d.sync += a_regs[s][:16 * beat_elems].eq(beat.payload.data)
+                    m.d.sync += rx_beat.eq(Mux(beat.payload.last, 0, rx_beat + 1))
+                with m.Else():
+                    m.d.comb += bcache.w_en.eq(1)
+                    m.d.sync += rx_beat.eq(rx_beat + 1)
+                    with m.If(beat.payload.last):
+                        m.d.comb += [slots.w_commit.eq(1), slots.w_commit_sel.eq(slot)]
+                        m.d.sync += [rx_have.eq(0), rx_beat.eq(0)]
+
+        # ---- compute: sweep the cached row over d into accumulator bank ----------------------------------
+        cp_cj = Signal(12)
+        cp_ai = Signal(16)
+        dd = Signal(range(max_d))
+        bank = Signal()
+        issue = Signal()
+        with m.If(self.start):
+            m.d.sync += cp_cj.eq(0)
+        last_dd = dd == desc.d - 1
+        last_row = cp_ai == desc.a - 1
+        with m.FSM(name="compute"):
+            with m.State("IDLE"):
+                with m.If(self.busy & ~self.start & (cp_cj != c16) & banks.w_ready):
+                    m.d.comb += banks.w_acquire.eq(1)
+                    m.d.sync += [bank.eq(banks.w_next), cp_ai.eq(0), dd.eq(0)]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += issue.eq(slots.r_ready)
+                with m.If(issue):
+                    with m.If(last_dd):
+                        m.d.comb += slots.r_release.eq(1)
+                        m.d.sync += [dd.eq(0), cp_ai.eq(cp_ai + 1)]
+                        with m.If(last_row):
+                            m.d.sync += cp_cj.eq(cp_cj + 1)
+                            m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += dd.eq(dd + 1)
+        m.d.comb += [bcache.r0_addr.eq(Cat((dd >> 3)[:(b_words - 1).bit_length()], slots.r_half)),
+                     self.array_busy.eq(issue)]
+
+        def stage(prev, name):
+            regs = {k: Signal.like(v, name=f"{name}_{k}") for k, v in prev.items()}
+            m.d.sync += [regs[k].eq(v) for k, v in prev.items()]
+            return regs
+
+        s0 = {"valid": issue, "first": cp_ai == 0, "dd": dd, "bank": bank, "block_last": last_dd & last_row,
+              "bval": bcache.r0_data.word_select(dd[:3], 16),
+              "alanes": Mux(slots.r_half, a_regs[1], a_regs[0])}
+        s1 = stage(s0, "s1")
+        s2 = stage({k: v for k, v in s1.items() if k not in ("bval", "alanes")}, "s2")
+        products = [Signal(signed(32), name=f"p{j}") for j in range(lanes)]
+        for j in range(lanes):
+            m.d.sync += products[j].eq(s1["bval"].as_signed() * s1["alanes"][16 * j:16 * (j + 1)].as_signed())
+        acc_addr = Signal(range(2 * max_d))
+        m.d.comb += acc_addr.eq(Cat(s2["dd"][:dbits], s2["bank"]))
+        for p in range(halves):
+            ram = accs[p]
+            new = []
+            for i in range(beat_elems):
+                old = ram.r0_data[aw * i:aw * (i + 1)].as_signed()
+                v = Signal(signed(aw), name=f"accnew{p}_{i}")
+                m.d.comb += v.eq(Mux(s2["first"], 0, old) + products[p * beat_elems + i])
+                new.append(v)
+            m.d.comb += [ram.r0_addr.eq(acc_addr), ram.w_addr.eq(acc_addr), ram.w_data.eq(Cat(*new)),
+                         ram.w_en.eq(s2["valid"])]
+        with m.If(s2["valid"] & s2["block_last"]):
+            m.d.comb += [banks.w_commit.eq(1), banks.w_commit_sel.eq(s2["bank"])]
+
+        # ---- drain: bank -> output stage (+ old dst) -> dst[:, c0:c0+16] -----------------------------------
+        dr_cj = Signal(12)
+        dr_dst = Signal(32)
+        with m.If(self.start):
+            m.d.sync += [dr_cj.eq(0), dr_dst.eq(desc.dst)]
+        ddr = Signal(range(max_d))
+        part = Signal(range(halves))
+        dr_issue = Signal()
+        pipe = Signal(OutputStage.latency)
+        m.d.sync += pipe.eq(Cat(dr_issue, pipe[:-1]))
+        pending = Signal(range(OutputStage.latency + 1))
+        m.d.comb += pending.eq(sum(pipe[i] for i in range(OutputStage.latency)))
+        with m.FSM(name="drain") as drain_fsm:
+            with m.State("IDLE"):
+                with m.If(self.busy & ~self.start & (dr_cj != c16) & banks.r_ready):
+                    m.next = "CMD"
+            with m.State("CMD"):
+                wcmd = self.wr.cmd
+                m.d.comb += [wcmd.valid.eq(1), wcmd.payload.addr.eq(dr_dst), wcmd.payload.beats.eq(halves),
+                             wcmd.payload.rows.eq(desc.d), wcmd.payload.stride.eq(desc.c << 1)]
+                with m.If(wcmd.ready):
+                    m.d.sync += [ddr.eq(0), part.eq(0), dr_cj.eq(dr_cj + 1), dr_dst.eq(dr_dst + 32)]
+                    m.next = "READ"
+            with m.State("READ"):
+                with m.If((ofifo.level + pending < ofifo.depth - 1) & (~acc_flag | oldfifo.r_rdy)):
+                    m.d.comb += [dr_issue.eq(1), oldfifo.r_en.eq(acc_flag)]
+                    with m.If(part == halves - 1):
+                        m.d.sync += [part.eq(0), ddr.eq(ddr + 1)]
+                        with m.If(ddr == desc.d - 1):
+                            m.d.comb += banks.r_release.eq(1)
+                            m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += part.eq(part + 1)
+        for p in range(halves):
+            m.d.comb += accs[p].r1_addr.eq(Cat(ddr[:dbits], banks.r_half))
+        word = Signal(beat_elems * aw)
+        with m.Switch(part):
+            for p in range(halves):
+                with m.Case(p):
+                    m.d.comb += word.eq(accs[p].r1_data)
+        for i in range(beat_elems):
+            m.d.comb += [ost.i_acc[i].eq(word[aw * i:aw * (i + 1)].as_signed()),
+                         ost.i_addend[i].eq(oldfifo.r_data[16 * i:16 * (i + 1)].as_signed())]
+        m.d.comb += ost.i_valid.eq(dr_issue)
+        m.d.comb += [ofifo.w_en.eq(ost.o_valid),
+                     ofifo.w_data.eq(Cat(*[ost.o_data[i].as_unsigned() for i in range(beat_elems)])),
+                     self.wr.data.valid.eq(ofifo.r_rdy), self.wr.data.payload.data.eq(ofifo.r_data),
+                     self.wr.data.payload.strb.eq((1 << (cfg.axi_data_bits // 8)) - 1),
+                     ofifo.r_en.eq(self.wr.data.ready)]
+
+        m.d.comb += [self.saturated.eq(ost.saturated), self.sum_abs.eq(ost.sum_abs)]
+        with m.If(self.busy & ~self.start & (dr_cj == c16) & drain_fsm.ongoing("IDLE") & (pending == 0)
+                  & ~ofifo.r_rdy & self.wr.idle):
+            m.d.sync += self.busy.eq(0)
+        return m

