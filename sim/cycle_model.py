@@ -1,0 +1,320 @@
+"""Analytic cycle model of every instruction (thesis sections 3.5.2-3.5.3; the microarchitecture of hw/).
+
+Each instruction runs alone (the controller dispatches the next descriptor when the unit of the previous one
+reports idle), so a program's cycles are the sum of its instructions' cycles. An instruction costs
+
+    issue + unit time
+
+where ``issue`` covers fetching the 64-byte descriptor over AXI, decoding and starting the unit, and writing
+the 32-byte write-back; the unit time depends on the unit:
+
+* **PE1 / PE2** (ping-pong buffered, thesis Algorithms 3 and 4): the operand is split into blocks (PE1: 8 rows
+  ``A[a0:a0+8, :, :]``; PE2: one ``A[i, :, j:j+16]``). Each block is loaded (a read command, the AXI read
+  latency, one cycle per 128-bit beat), computed (PE1: ``d * b * c / 16`` cycles for up to 8 rows; PE2:
+  ``b * ceil(d / 8)`` cycles) and stored (one cycle per beat, plus the command). Load, compute and store of
+  consecutive blocks overlap through two buffer halves on each side; :func:`pipeline_cycles` solves the
+  resulting recurrence exactly (it extrapolates once the schedule is periodic).
+* **PE3** (no buffer, 16 lanes): for each 16-wide chunk of ``c`` it streams the ``a`` rows of ``B[a, :d]``
+  and ``A[a, chunk]`` and accumulates ``d x 16`` sums (``d`` cycles per row), then writes the ``d x 16``
+  result (``2 d`` beats) while the next chunk computes; ``ACC`` adds a read of the old result.
+* **Vector unit** (ACT_FWD, ACT_BWD, REDUCE): streams its operands at one beat per cycle.
+* **LOAD_W / LOAD_B**: stream ``a`` 64-bit (128-bit) words.
+
+The parameters (:class:`CycleParams`) are latencies and per-block overheads of the RTL; their values come
+from the microarchitecture in hw/ and are calibrated against the RTL cycle counters (tests/perf,
+docs/results/performance.md records the fit and the residuals). :class:`CycleModel` is callable as the
+golden executor's ``cycle_model(desc) -> (cycles, stalls)``, where ``stalls`` are the cycles the unit's array
+did not compute (the device's AXI_STALL + idle cycles).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+from .contract import DEFAULT_CONFIG, WMEM_LANES, Flag, HardwareConfig, Opcode
+
+__all__ = ["CycleParams", "CycleModel", "InstructionCost", "pipeline_cycles", "ProgramCost", "DEFAULT_PARAMS",
+           "mac_lower_bound", "unit_lower_bound"]
+
+
+@dataclass(frozen=True)
+class CycleParams:
+    """Latencies and overheads (cycles of the accelerator clock) of one build of the RTL."""
+
+    issue: int = 17             # controller: descriptor fetch (4 beats), decode, check, start, write-back
+    rd_latency: int = 0         # AR handshake -> first R beat (the DRAM's latency: AxiRam in simulation)
+    wr_latency: int = 10         # last W beat -> B response (beyond what the unit's done condition overlaps)
+    pe1_load_gap: int = 4       # loader FSM cycles around each block's read command
+    pe1_load_cpb: float = 1.0   # cycles per loaded beat
+    pe1_store_gap: int = 0      # store FSM cycles around each block's write command
+    pe1_store_cpw: float = 4 / 3  # cycles per output-buffer word (8 elements of one row) read into the packer
+    pe1_block_gap: int = 1      # compute FSM cycles between blocks
+    pe1_pipe: int = 5          # compute end -> first store (memory read, products, row sums, output stage)
+    pe2_load_gap: int = 4
+    pe2_load_cpb: float = 1.0   # cycles per loaded beat (runs of two beats, one burst each)
+    pe2_store_gap: int = 2
+    pe2_store_cpb: float = 1.0  # cycles per stored beat (accumulator bank -> output stage -> FIFO -> AXI)
+    pe2_block_gap: int = 1
+    pe2_pipe: int = 1
+    pe3_row_gap: int = 0        # extra cycles per streamed row of a chunk
+    pe3_chunk_gap: int = 3      # per 16-wide chunk of c
+    pe3_pipe: int = 7
+    pe3_acc_cpb: float = 1.0    # ACC: cycles per drained beat (the old result is read back alongside)
+    pe3_store_cpb: float = 1.0  # cycles per drained beat
+    vec_pipe: int = 3
+    vec_reduce_row_gap: int = 0   # REDUCE: cycles per row of a column chunk beyond its beats
+    load_pipe: int = 4
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+DEFAULT_PARAMS = CycleParams()
+
+
+@dataclass(frozen=True)
+class InstructionCost:
+    """Cycles of one instruction: ``total`` = ``issue`` + ``exec``; ``exec`` is what the device writes back
+    (cycles its unit ran), ``busy`` the cycles the array computed."""
+    total: int
+    busy: int
+    unit: str
+    load: int = 0        # beats the unit read
+    store: int = 0       # beats the unit wrote
+    issue: int = 0
+
+    @property
+    def exec(self) -> int:
+        return self.total - self.issue
+
+    @property
+    def stalls(self) -> int:
+        return self.exec - self.busy
+
+
+@dataclass
+class ProgramCost:
+    """Sum over a program: cycles, array-busy cycles and MACs, per unit and in total."""
+    cycles: int = 0
+    busy: int = 0
+    macs: int = 0
+    instructions: int = 0
+    by_unit: dict = field(default_factory=dict)      # unit -> [cycles, macs, instructions]
+
+    def add(self, cost: InstructionCost, macs: int) -> None:
+        self.cycles += cost.total
+        self.busy += cost.busy
+        self.macs += macs
+        self.instructions += 1
+        entry = self.by_unit.setdefault(cost.unit, [0, 0, 0])
+        entry[0] += cost.total
+        entry[1] += macs
+        entry[2] += 1
+
+    def __iadd__(self, other: "ProgramCost") -> "ProgramCost":
+        self.cycles += other.cycles
+        self.busy += other.busy
+        self.macs += other.macs
+        self.instructions += other.instructions
+        for unit, (c, m, n) in other.by_unit.items():
+            entry = self.by_unit.setdefault(unit, [0, 0, 0])
+            entry[0] += c
+            entry[1] += m
+            entry[2] += n
+        return self
+
+
+def pipeline_cycles(n: int, load: int, compute: int, store: int, pipe: int = 0, gap: int = 0,
+                    last: tuple | None = None) -> int:
+    """Cycles from the first load until the last store of ``n`` blocks through a 3-stage double-buffered pipeline.
+
+    Block ``i`` may load once the compute of block ``i-2`` released its input half, compute once it is loaded,
+    block ``i-1`` computed (plus ``gap``) and the store of block ``i-2`` drained its output half, and store
+    ``pipe`` cycles after its compute ends, once the store of block ``i-1`` finished. ``last`` gives the
+    ``(load, compute, store)`` of a shorter final block. Exact; once three consecutive full blocks advance by
+    the same period the rest is extrapolated.
+    """
+    if n <= 0:
+        return 0
+    last = (load, compute, store) if last is None else last
+    ce = [-10**18, -10**18]          # compute ends of blocks i-2, i-1
+    se = [-10**18, -10**18]          # store ends of blocks i-2, i-1
+    le_prev = 0
+    periods = []
+    i = 0
+    full = n - 1 if last != (load, compute, store) else n
+    while i < n:
+        L, C, S = (load, compute, store) if i < full else last
+        ls = max(le_prev, ce[0]) if i >= 2 else le_prev
+        le = ls + L
+        cs = max(le, ce[1] + gap if i >= 1 else le, se[0] if i >= 2 else le)
+        ce_i = cs + C
+        ss = max(ce_i + pipe, se[1] if i >= 1 else 0)
+        se_i = ss + S
+        if i >= 1 and i < full:
+            periods.append(se_i - se[1])
+            if len(periods) >= 4 and periods[-1] == periods[-2] == periods[-3] == periods[-4] and \
+                    ce_i - ce[1] == periods[-1] and le - le_prev == periods[-1]:
+                # Periodic: every time of blocks i+1 .. full-1 is this block's plus a multiple of the period.
+                skip = full - 1 - i
+                if skip > 0:
+                    p = periods[-1] * skip
+                    ce = [ce[1] + p, ce_i + p]
+                    se = [se[1] + p, se_i + p]
+                    le_prev = le + p
+                    i = full
+                    continue
+        ce = [ce[1], ce_i]
+        se = [se[1], se_i]
+        le_prev = le
+        i += 1
+    return se[1]
+
+
+def _beats(elements: int, cfg: HardwareConfig) -> int:
+    return -(-elements // (cfg.axi_data_bits // 16))
+
+
+class CycleModel:
+    """Cycles of each instruction on a device built from ``cfg`` with timing ``params``.
+
+    ``model(desc)`` returns ``(cycles, stalls)`` (the golden executor's cycle_model interface); ``cost(desc)``
+    the full :class:`InstructionCost`; ``program(ops)`` a :class:`ProgramCost`. Instructions may be
+    :class:`~ultratrain.sim.contract.Descriptor` or :class:`~ultratrain.sim.compiler.Op` (same fields).
+    """
+
+    def __init__(self, cfg: HardwareConfig = DEFAULT_CONFIG, params: CycleParams = DEFAULT_PARAMS,
+                 clock_hz: float = 100e6):
+        if clock_hz <= 0:
+            raise ValueError(f"clock_hz must be positive, not {clock_hz}")
+        self.cfg, self.params, self.clock_hz = cfg, params, clock_hz
+        self._cached = functools.lru_cache(maxsize=65536)(self._cost)
+
+    def with_params(self, **changes) -> "CycleModel":
+        return CycleModel(self.cfg, replace(self.params, **changes), self.clock_hz)
+
+    def __call__(self, desc) -> tuple[int, int]:
+        """``(cycles, stalls)`` as the device writes them back (the unit's run, without fetch and write-back)."""
+        cost = self.cost(desc)
+        return cost.exec, cost.stalls
+
+    def cost(self, desc) -> InstructionCost:
+        flags = int(getattr(desc, "flags", 0))
+        return self._cached(int(desc.opcode), desc.a, desc.b, desc.c, desc.d, flags)
+
+    def seconds(self, cycles: int) -> float:
+        return cycles / self.clock_hz
+
+    def program(self, ops, end: bool = True) -> ProgramCost:
+        """Cycles of a program as the CYCLES register counts them: every instruction's issue and run, plus the
+        END's fetch (added when ``end`` and the list does not end with END, like the compiler's Op lists)."""
+        total = ProgramCost()
+        last = None
+        for op in ops:
+            total.add(self.cost(op), _macs(op))
+            last = op
+        if end and (last is None or int(last.opcode) != Opcode.END):
+            total.add(self._cached(int(Opcode.END), 0, 0, 0, 0, 0), 0)
+        return total
+
+    # -- per unit ------------------------------------------------------------------------------------------
+
+    def _cost(self, opcode: int, a: int, b: int, c: int, d: int, flags: int) -> InstructionCost:
+        op = Opcode(opcode)
+        p, cfg = self.params, self.cfg
+        if op == Opcode.PE1:
+            return self._pe1(a, b, c, d)
+        if op == Opcode.PE2:
+            return self._pe2(a, b, c, d)
+        if op == Opcode.PE3:
+            return self._pe3(a, c, d, bool(flags & Flag.ACC))
+        if op in (Opcode.ACT_FWD, Opcode.ACT_BWD):
+            reads = _beats(a * c, cfg) * (2 if op == Opcode.ACT_BWD else 1)
+            writes = _beats(a * c, cfg)
+            unit = max(reads, writes) + p.rd_latency + p.vec_pipe + p.wr_latency
+            return InstructionCost(p.issue + unit, _beats(a * c, cfg), "VEC", reads, writes, p.issue)
+        if op == Opcode.REDUCE:
+            # Column chunks of up to 256 (one accumulator word per beat); each streams all a rows.
+            chunks = [min(256, c - j) for j in range(0, c, 256)]
+            reads = sum(a * _beats(w, cfg) for w in chunks)
+            unit = sum(a * (_beats(w, cfg) + p.vec_reduce_row_gap) + _beats(w, cfg) + p.rd_latency + p.vec_pipe
+                       for w in chunks) + p.wr_latency
+            return InstructionCost(p.issue + unit, a * c // cfg.vec_lanes, "VEC", reads, _beats(c, cfg), p.issue)
+        if op in (Opcode.LOAD_W, Opcode.LOAD_B):
+            # One memory word per cycle (LOAD_W: two 64-bit weight words per beat, LOAD_B one bias word).
+            word_bits = 4 * WMEM_LANES if op == Opcode.LOAD_W else 8 * WMEM_LANES
+            beats = -(-a * word_bits // cfg.axi_data_bits)
+            unit = a + p.rd_latency + p.load_pipe
+            return InstructionCost(p.issue + unit, a, "LOAD", beats, 0, p.issue)
+        return InstructionCost(p.issue, 0, "CTRL", 0, 0, p.issue)
+
+    def _pe1(self, a: int, b: int, c: int, d: int) -> InstructionCost:
+        p, cfg = self.params, self.cfg
+        rows = cfg.pe1_rows
+        n = -(-a // rows)
+        tail_rows = a - (n - 1) * rows
+
+        words_per_row = _beats(d, cfg)
+
+        def block(r):
+            load = round(p.pe1_load_gap + p.rd_latency + _beats(r * b * c, cfg) * p.pe1_load_cpb)
+            compute = d * b * c // cfg.pe1_cols
+            store = round(p.pe1_store_gap + max(r * words_per_row * p.pe1_store_cpw, _beats(r * d, cfg)))
+            return load, compute, store
+
+        full, tail = block(rows), block(tail_rows)
+        unit = pipeline_cycles(n, *full, pipe=p.pe1_pipe, gap=p.pe1_block_gap, last=tail) + p.wr_latency
+        busy = n * full[1]
+        return InstructionCost(p.issue + unit, busy, "PE1", n * full[0], n * full[2], p.issue)
+
+    def _pe2(self, a: int, b: int, c: int, d: int) -> InstructionCost:
+        p, cfg = self.params, self.cfg
+        n = a * (c // cfg.pe2_cols)
+        load = round(p.pe2_load_gap + p.rd_latency + _beats(b * cfg.pe2_cols, cfg) * p.pe2_load_cpb)
+        compute = b * -(-d // cfg.pe2_rows)
+        store = round(p.pe2_store_gap + _beats(d * cfg.pe2_cols, cfg) * p.pe2_store_cpb)
+        unit = pipeline_cycles(n, load, compute, store, pipe=p.pe2_pipe, gap=p.pe2_block_gap) + p.wr_latency
+        return InstructionCost(p.issue + unit, n * compute, "PE2", n * load, n * store, p.issue)
+
+    def _pe3(self, a: int, c: int, d: int, acc: bool) -> InstructionCost:
+        p, cfg = self.params, self.cfg
+        lanes = cfg.pe3_lanes
+        chunks = c // lanes
+        # Per row: A[a, chunk] (2 beats) and B[a, :d] stream into a row slot while the previous row is swept.
+        per_row = max(d, _beats(d, cfg) + _beats(lanes, cfg)) + p.pe3_row_gap
+        compute = a * per_row + p.pe3_chunk_gap
+        beats_out = _beats(d * lanes, cfg)
+        if acc:
+            # The old result is read behind the chunk's rows and blocks the read channel until the drain takes
+            # it, so chunks do not overlap.
+            unit = p.rd_latency + chunks * (compute + p.pe3_pipe + round(beats_out * p.pe3_acc_cpb)) + p.wr_latency
+        else:
+            # Two accumulator banks: chunk j+1 computes while chunk j drains.
+            store = round(beats_out * p.pe3_store_cpb)
+            unit = p.rd_latency + pipeline_cycles(chunks, 0, compute, store, pipe=p.pe3_pipe) + p.wr_latency
+        busy = chunks * a * d
+        return InstructionCost(p.issue + unit, busy, "PE3", chunks * a * (_beats(d, cfg) + 2),
+                               chunks * beats_out, p.issue)
+
+
+def _macs(op) -> int:
+    opcode = int(op.opcode)
+    if opcode in (Opcode.PE1, Opcode.PE2):
+        return op.a * op.b * op.c * op.d
+    if opcode == Opcode.PE3:
+        return op.a * op.c * op.d
+    return 0
+
+
+def mac_lower_bound(macs: int, cfg: HardwareConfig = DEFAULT_CONFIG) -> float:
+    """Cycles at the 128 MAC/cycle peak of PE1 (= PE2): the roofline of a program with ``macs`` MACs."""
+    return macs / cfg.peak_macs_per_cycle
+
+
+def unit_lower_bound(ops, cfg: HardwareConfig = DEFAULT_CONFIG) -> float:
+    """Cycles if every PE ran at its own peak: PE1/PE2 MACs / 128 + PE3 MACs / 16 (PE3 has 16 multipliers)."""
+    pe12 = sum(_macs(op) for op in ops if int(op.opcode) in (Opcode.PE1, Opcode.PE2))
+    pe3 = sum(_macs(op) for op in ops if int(op.opcode) == Opcode.PE3)
+    return pe12 / cfg.peak_macs_per_cycle + pe3 / cfg.pe3_lanes

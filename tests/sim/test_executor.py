@@ -1,0 +1,120 @@
+"""The golden executor's observable behaviour (sim/executor.py): error stops, write-backs, PE3 batching."""
+
+import numpy as np
+import pytest
+
+from ultratrain.sim import pe
+from ultratrain.sim.contract import (DESCRIPTOR_BYTES, Descriptor, ErrorCode, Flag, Opcode, OutFormat,
+                                     encode_program, pack_weight_words, read_writeback)
+from ultratrain.sim.executor import DeviceError, GoldenDevice, Memory
+from ultratrain.sim.formats import rescale
+
+BASE = 0x1000_0000
+
+
+def setup(program, size=1 << 20):
+    mem = Memory(size, base=BASE)
+    dev = GoldenDevice(mem)
+    mem.write_bytes(BASE, encode_program(program))
+    return mem, dev
+
+
+def test_run_writes_back_statistics():
+    rng = np.random.default_rng(0)
+    A = rng.integers(-1000, 1000, (3, 2, 16))
+    W = rng.integers(-8, 8, (2, 4, 16))
+    program = [Descriptor(Opcode.LOAD_W, a=len(pack_weight_words(W)), src_a=BASE + 0x4000),
+               Descriptor(Opcode.PE1, a=3, b=2, c=16, d=4, src_a=BASE + 0x1000, dst=BASE + 0x2000, shift=6,
+                          out_fmt=OutFormat.S8),
+               Descriptor(Opcode.END)]
+    mem, dev = setup(program)
+    mem.write(BASE + 0x1000, A)
+    mem.write_bytes(BASE + 0x4000, pack_weight_words(W).view(np.uint8))
+    result = dev.run(BASE, 3)
+    assert result.ok and result.pc == 2
+    out, sat = rescale(pe.pe1(A, W), 6, OutFormat.S8.format())
+    np.testing.assert_array_equal(mem.read(BASE + 0x2000, 12).reshape(3, 4), out)
+    wb = read_writeback(mem.read_bytes(BASE, 3 * DESCRIPTOR_BYTES), 1)
+    assert wb.done and wb.error == ErrorCode.NONE
+    assert wb.saturated == sat.sum() and wb.sum_abs == np.abs(out).sum()
+
+
+@pytest.mark.parametrize("bad, code", [
+    (Descriptor(Opcode.PE1, a=1, b=1, c=8, d=1), ErrorCode.BAD_SHAPE),
+    (Descriptor(Opcode.PE2, a=1, b=1, c=16, d=1, src_a=BASE + 8), ErrorCode.BAD_ALIGN),
+    (Descriptor(Opcode.LOAD_B, a=65), ErrorCode.MEM_RANGE),
+])
+def test_illegal_descriptor_stops_with_its_error(bad, code):
+    program = [Descriptor(Opcode.REDUCE, a=1, c=16, src_a=BASE + 0x1000, dst=BASE + 0x2000), bad,
+               Descriptor(Opcode.REDUCE, a=1, c=16, src_a=BASE + 0x1000, dst=BASE + 0x3000), Descriptor(Opcode.END)]
+    mem, dev = setup(program)
+    mem.write(BASE + 0x1000, np.arange(16))
+    result = dev.run(BASE, 4)
+    assert (result.error, result.pc) == (code, 1)
+    ring = mem.read_bytes(BASE, 4 * DESCRIPTOR_BYTES)
+    assert read_writeback(ring, 0).done
+    assert read_writeback(ring, 1).error == code and not read_writeback(ring, 1).done
+    assert not read_writeback(ring, 2).done                       # nothing after the error ran
+    assert not mem.read(BASE + 0x3000, 16).any()
+    with pytest.raises(DeviceError, match=code.name):
+        dev.run(BASE, 4, raise_on_error=True)
+
+
+def test_corrupt_opcode_and_missing_end():
+    mem, dev = setup([Descriptor(Opcode.END)])
+    mem.write_bytes(BASE, bytes([0x0E]) + bytes(63))
+    assert dev.run(BASE, 1).error == ErrorCode.ILLEGAL_OPCODE
+    mem, dev = setup([Descriptor(Opcode.LOAD_B, a=1, src_a=BASE + 0x1000)])
+    assert dev.run(BASE, 1).error == ErrorCode.NO_END
+
+
+def pe3_program(blocks, K, dst, acc=False, shift=3):
+    return [Descriptor(Opcode.PE3, a=K, c=16, d=16, src_a=BASE + 0x1000 + 32 * i, src_b=BASE + 0x8000 + 32 * j,
+                       dst=dst + 512 * n, stride_a=64, stride_b=32, shift=shift, flags=Flag.ACC if acc else Flag.NONE)
+            for n, (i, j) in enumerate(blocks)]
+
+
+def test_pe3_batched_equals_one_by_one_and_acc_accumulates():
+    rng = np.random.default_rng(1)
+    K = 5
+    X, G = rng.integers(-600, 600, (K, 64)), rng.integers(-600, 600, (K, 32))   # some blocks saturate
+    blocks = [(i, j) for j in range(2) for i in range(4)]
+    mem, dev = setup(pe3_program(blocks, K, BASE + 0x10000) + [Descriptor(Opcode.END)])
+    mem.write(BASE + 0x1000, X)
+    mem.write(BASE + 0x8000, G)
+    assert dev.run(BASE, len(blocks) + 1).ok
+    batched = mem.read(BASE + 0x10000, 256 * len(blocks)).copy()
+    for n, (i, j) in enumerate(blocks):
+        ref, _ = rescale(pe.pe3(X[:, 16 * i:16 * i + 16], G[:, 16 * j:16 * j + 16]), 3, OutFormat.S16.format())
+        np.testing.assert_array_equal(batched[256 * n:256 * (n + 1)].reshape(16, 16), ref)
+    # ACC: running the same blocks again with ACC adds (saturating) onto what is there.
+    mem.write_bytes(BASE, encode_program(pe3_program(blocks, K, BASE + 0x10000, acc=True) + [Descriptor(Opcode.END)]))
+    assert dev.run(BASE, len(blocks) + 1).ok
+    np.testing.assert_array_equal(mem.read(BASE + 0x10000, 256 * len(blocks)), np.clip(2 * batched.astype(np.int64), -32768, 32767))
+
+
+def test_pe3_group_does_not_read_what_it_writes():
+    # Block 1 reads (as B) what block 0 writes: it must see block 0's result, as the hardware would.
+    K = 1
+    program = [Descriptor(Opcode.PE3, a=K, c=16, d=16, src_a=BASE + 0x1000, src_b=BASE + 0x8000, dst=BASE + 0x9000,
+                          stride_a=16, stride_b=16),
+               Descriptor(Opcode.PE3, a=K, c=16, d=16, src_a=BASE + 0x1000, src_b=BASE + 0x9000, dst=BASE + 0xA000,
+                          stride_a=16, stride_b=16),
+               Descriptor(Opcode.END)]
+    mem, dev = setup(program)
+    mem.write(BASE + 0x1000, np.arange(16))
+    mem.write(BASE + 0x8000, np.ones(16, dtype=np.int64))
+    assert dev.run(BASE, 3).ok
+    first = np.outer(np.ones(16), np.arange(16))
+    np.testing.assert_array_equal(mem.read(BASE + 0xA000, 256).reshape(16, 16),
+                                  np.outer(first[0, :16], np.arange(16)))
+
+
+def test_memory_bounds_and_int16_range():
+    mem = Memory(4096, base=BASE)
+    with pytest.raises(IndexError, match="outside memory"):
+        mem.read(BASE + 4090, 8)
+    with pytest.raises(OverflowError):
+        mem.write(BASE, [40000])
+    with pytest.raises(ValueError):
+        Memory(100)
