@@ -1,0 +1,105 @@
+"""RTL benchmark: one training step of the Table 3.3 TT network on the Verilator-simulated accelerator.
+
+Keys (issue 3):
+
+* ``rtl_cycles`` — cycles per instruction kind (summed over the step, from the descriptor write-backs) and
+  ``training_step`` (the CYCLES register over the load, forward and backward programs);
+* ``pe_utilization`` — useful MACs / (128 MAC x cycles), same keys (the vector and load kinds do no MACs);
+* ``pe_roofline_fraction`` — per kind and for the step, the roofline cycles over the measured ones. An
+  instruction's roofline is the largest of its array time (MACs / array width: 128 for PE1/PE2, 16 for PE3)
+  and the beats it must move on the AXI read and write channels (128 bits each per cycle) for the operand
+  reuse of its dataflow;
+* ``rtl_sim_cycles_per_s`` — simulated cycles per wall-clock second while the programs run (Verilator,
+  no Python per cycle: see tests/hw/tb_bench.py).
+
+Setup: ``ut_axi_ram_model`` as DRAM (read latency 24 cycles, one beat per cycle per channel), batch 32 (the
+trainer's default), exponents from the host's own calibration (tests/hw/workloads.py).
+``ULTRATRAIN_BENCH_NETWORK`` / ``ULTRATRAIN_BENCH_BATCH`` override the workload.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections import defaultdict
+
+from ultratrain.sim.contract import DEFAULT_CONFIG
+
+PEAK = DEFAULT_CONFIG.peak_macs_per_cycle
+BEAT_ELEMS = DEFAULT_CONFIG.axi_data_bits // 16
+
+
+def roofline_cycles(e: dict) -> float:
+    """Cycles an instruction needs at least: array time vs AXI read / write beats of its dataflow."""
+    op, a, b, c, d = e["op"], e["a"], e["b"], e["c"], e["d"]
+    if op == "PE1":
+        return max(e["macs"] / PEAK, a * b * c / BEAT_ELEMS, a * d / BEAT_ELEMS)
+    if op == "PE2":
+        return max(e["macs"] / PEAK, a * b * c / BEAT_ELEMS, a * d * c / BEAT_ELEMS)
+    if op == "PE3":
+        reads = a * (c // 16) * (2 + -(-d // BEAT_ELEMS))
+        return max(e["macs"] / DEFAULT_CONFIG.pe3_lanes, reads, d * c / BEAT_ELEMS)
+    if op in ("ACT_FWD", "REDUCE"):
+        return a * c / BEAT_ELEMS
+    if op == "ACT_BWD":
+        return 2 * a * c / BEAT_ELEMS
+    if op == "LOAD_W":
+        return a / 2
+    if op == "LOAD_B":
+        return a
+    return 0.0
+
+
+def summarize(result: dict) -> dict:
+    cycles, macs, roof = defaultdict(int), defaultdict(int), defaultdict(float)
+    step_cycles = 0
+    for run in result["runs"]:
+        step_cycles += run["cycles"]
+        for e in run["descriptors"]:
+            if e["op"] == "END":
+                continue
+            cycles[e["op"]] += e["cycles"]
+            macs[e["op"]] += e["macs"]
+            roof[e["op"]] += roofline_cycles(e)
+    kinds = sorted(cycles)
+    rtl_cycles = {k: cycles[k] for k in kinds}
+    rtl_cycles["training_step"] = step_cycles
+    util = {k: round(macs[k] / (PEAK * cycles[k]), 4) for k in kinds if cycles[k]}
+    total_macs = sum(macs.values())
+    util["training_step"] = round(total_macs / (PEAK * step_cycles), 4)
+    fraction = {k: round(roof[k] / cycles[k], 4) for k in kinds if cycles[k]}
+    fraction["training_step"] = round(sum(roof.values()) / step_cycles, 4)
+    wall = sum(r["wall_s"] for r in result["runs"])
+    return {
+        "rtl_cycles": rtl_cycles,
+        "pe_utilization": util,
+        "pe_roofline_fraction": fraction,
+        "rtl_sim_cycles_per_s": round(step_cycles / wall),
+        "rtl_workload": {"network": result["network"], "batch": result["batch"], "macs": total_macs,
+                         "descriptors": sum(len(r["descriptors"]) for r in result["runs"]),
+                         "roofline_cycles": round(sum(roof.values())), "dram_model": "ut_axi_ram_model, latency 24"},
+    }
+
+
+def run() -> dict:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "hw"))
+    from rtl import run_bench   # tests/hw/rtl.py: build once per source hash, run a cocotb module
+
+    from ultratrain.hw.axi_ram_model import AXI_RAM_MODEL_VERILOG, BenchTop
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "bench.json")
+        env = {"ULTRATRAIN_BENCH_OUT": out,
+               "ULTRATRAIN_NETWORK": os.environ.get("ULTRATRAIN_BENCH_NETWORK", "thesis"),
+               "ULTRATRAIN_BATCH": os.environ.get("ULTRATRAIN_BENCH_BATCH", "32")}
+        run_bench("bench_top", BenchTop, "tb_bench", extra_env=env, sim="verilator",
+                  extra_verilog=AXI_RAM_MODEL_VERILOG, seed=1)
+        with open(out) as f:
+            result = json.load(f)
+    return summarize(result)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))

@@ -1,0 +1,140 @@
+"""The cycle model (sim/cycle_model.py): its pipeline solver, its use as the executor's cycle model, and its
+agreement with the RTL's cycle counts (within 5% per instruction on fresh random descriptors)."""
+
+import os
+import random
+
+import numpy as np
+import pytest
+
+from ultratrain.host.backends.emulated import EmulatedBackend
+from ultratrain.host.runtime import NetworkRuntime
+from ultratrain.sim.compiler import NetworkSpec, TTLayerSpec, compile_network, thesis_table33_network
+from ultratrain.sim.contract import Descriptor, Flag, Opcode
+from ultratrain.sim.cycle_model import CycleModel, mac_lower_bound, pipeline_cycles, unit_lower_bound
+from ultratrain.sim.optimizer import optimize
+from ultratrain.sim.schedules import LayerSchedule, Schedule
+
+
+def brute_force_pipeline(n, load, compute, store, pipe, gap, last):
+    le, ce, se = [], [], []
+    for i in range(n):
+        L, C, S = (load, compute, store) if i < n - 1 else last
+        le.append(max(le[i - 1] if i else 0, ce[i - 2] if i >= 2 else 0) + L)
+        cs = max(le[i], ce[i - 1] + gap if i else 0, se[i - 2] if i >= 2 else 0)
+        ce.append(cs + C)
+        se.append(max(ce[i] + pipe, se[i - 1] if i else 0) + S)
+    return se[-1]
+
+
+def test_pipeline_solver_is_exact():
+    rng = random.Random(7)
+    for _ in range(2000):
+        n = rng.randint(1, 80)
+        load, compute, store = (rng.randint(1, 50) for _ in range(3))
+        last = (load, compute, store) if rng.random() < 0.5 else tuple(rng.randint(1, 50) for _ in range(3))
+        pipe, gap = rng.randint(0, 10), rng.randint(0, 3)
+        assert pipeline_cycles(n, load, compute, store, pipe, gap, last) == \
+            brute_force_pipeline(n, load, compute, store, pipe, gap, last)
+    # The extrapolated long case equals the block-by-block solution.
+    assert pipeline_cycles(5000, 16, 257, 256, 10, 1) == brute_force_pipeline(5000, 16, 257, 256, 10, 1, (16, 257, 256))
+
+
+def test_bounds_and_regimes():
+    model = CycleModel()
+    big = Descriptor(Opcode.PE1, a=1024, b=1, c=256, d=16)       # compute-bound: close to 128 MAC/cycle
+    cost = model.cost(big)
+    assert big.macs() / 128 <= cost.total <= 1.05 * big.macs() / 128
+    pe3 = Descriptor(Opcode.PE3, a=32, c=16, d=16, stride_a=896, stride_b=512)
+    assert model.cost(pe3).total >= pe3.macs() / 16                 # PE3 has 16 multipliers
+    wide = Descriptor(Opcode.PE3, a=32, c=64, d=16, stride_a=896, stride_b=512)
+    acc = Descriptor(Opcode.PE3, a=32, c=64, d=16, stride_a=896, stride_b=512, flags=Flag.ACC)
+    assert model.cost(acc).total > model.cost(wide).total        # ACC chunks do not overlap their drains
+    slim = Descriptor(Opcode.PE2, a=32, b=512, c=16, d=1)           # one row of eight used: 1/8 utilization
+    assert model.cost(slim).busy == 32 * 512
+    net = compile_network(thesis_table33_network(16), 32)
+    ops = net.programs["forward"] + net.programs["backward"]
+    assert unit_lower_bound(ops) > mac_lower_bound(net.macs("forward") + net.macs("backward"))
+
+
+def test_model_drives_the_emulated_device_write_backs():
+    """GoldenDevice(cycle_model=...) writes the model's per-instruction cycles (the units' runs, as the RTL
+    writes them back); NetworkRuntime sums them per program."""
+    spec = thesis_table33_network(16)
+    net = compile_network(spec, 2)
+    model = CycleModel()
+    rt = NetworkRuntime(net, EmulatedBackend(cycle_model=model))
+    rng = np.random.default_rng(0)
+    we, be = [[-3] * layer.d for layer in spec.layers], [-6, -6]
+    rt.upload_parameters([[rng.integers(-8, 8, layer.core_shape(k)) for k in range(layer.d)] for layer in spec.layers],
+                         [rng.integers(-100, 100, layer.out_features) for layer in spec.layers], we, be)
+    exps = {name: (-8 if t.kind.name == "U8" else -6) for name, t in net.tensors.items()}
+    exps["G0"] = exps["L1.dx"]
+    rt.forward(rng.integers(0, 256, (2, 896)), exps, we, be)
+    rt.backward(rng.integers(-500, 500, (2, 16)), exps, we, be)
+    for program in ("load", "forward", "backward"):
+        ops = net.programs[program]
+        assert rt.last_cycles[program] == sum(model.cost(op).exec for op in ops) > 0
+        assert model.program(ops).cycles == rt.last_cycles[program] + model.params.issue * (len(ops) + 1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Against the RTL: the accelerator top (tests/perf/tb_perf_top.py), AxiRam without stalls
+
+def assert_within(model_cycles, rtl_cycles, what, rel=0.05, slack_cycles=8):
+    """Within ``rel`` (or ``slack_cycles`` on the tiniest instructions, where one FSM cycle is a few percent)."""
+    err = model_cycles / rtl_cycles - 1
+    assert abs(err) <= max(rel, slack_cycles / rtl_cycles), f"{what}: model {model_cycles} vs rtl {rtl_cycles} ({err:+.1%})"
+
+
+@pytest.mark.rtl
+def test_model_matches_rtl_on_random_instructions():
+    """A fresh random program (seed printed) of every unit's instructions: write-backs and CYCLES within 5%."""
+    from .calibrate import UNITS, measure_on_top, random_cases
+    seed = int(os.environ.get("ULTRATRAIN_PERF_SEED", random.SystemRandom().randrange(1 << 30)))
+    print(f"[perf] random program seed={seed} (replay: ULTRATRAIN_PERF_SEED={seed})")
+    rng = np.random.default_rng(seed)
+    cases = [f for unit in UNITS for f in random_cases(unit, rng, 6, max_cycles=12_000)]
+    random.Random(seed).shuffle(cases)
+    rows, program = measure_on_top(cases)
+    model = CycleModel()
+    for row in rows:
+        assert_within(model.cost(Descriptor(**row["desc"])).exec, row["cycles"], f"write-back of {row['desc']}")
+    assert_within(model.program([Descriptor(**f) for f in cases]).cycles, program["cycles"], "CYCLES")
+
+
+def check_layer_programs(spec, batch, schedule):
+    from .calibrate import measure_programs, program_image
+    image, programs = program_image(spec, batch, schedule)
+    model = CycleModel()
+    for result in measure_programs(image):
+        ops = programs[result["name"]]
+        for op, cycles in zip(ops, result["writeback_cycles"]):
+            assert_within(model.cost(op).exec, cycles, f"{result['name']}: {op.opcode.name} -> {op.dst}")
+        cost = model.program(ops)
+        assert_within(cost.cycles, result["cycles"], f"{result['name']} CYCLES", slack_cycles=0)
+        for unit in ("PE1", "PE2", "PE3"):     # array-busy counters: the model's compute structure, exactly
+            busy = sum(model.cost(op).busy for op in ops if model.cost(op).unit == unit)
+            assert busy == result["busy"][f"{unit}_BUSY"], (result["name"], unit, busy, result["busy"])
+
+
+SMALL = NetworkSpec((TTLayerSpec((2, 3, 16), (2, 2, 16), (16, 16), "relu", "L0"),
+                     TTLayerSpec((4, 16), (1, 16), (16,), "none", "L1")))
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("schedule", ["thesis", "alternative"])
+def test_model_matches_rtl_on_layer_programs(schedule):
+    """Load, forward and backward programs of a two-layer TT network: every write-back and each CYCLES."""
+    sched = None if schedule == "thesis" else Schedule((LayerSchedule("lr", "lr", (0, 2)), LayerSchedule("lr", "rl")))
+    check_layer_programs(SMALL, 2, sched)
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [1, 4])
+def test_model_matches_rtl_on_table33_programs(batch):
+    """The Table 3.3 model, thesis and optimized schedules (about 2,000 instructions each backward)."""
+    spec = thesis_table33_network(16)
+    check_layer_programs(spec, batch, None)
+    check_layer_programs(spec, batch, optimize(spec, batch).schedule)
