@@ -1,0 +1,100 @@
+"""The Table 2.1 pipeline end to end: Fashion-MNIST subset rows (shortened) and the CIFAR-10 path on a synthetic set."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from ultratrain.sw.bayes import exp_table2_1
+from ultratrain.sw.bayes.cifar import load_cifar10, write_synthetic_cifar
+from ultratrain.sw.bayes.models import (CIFAR_KINDS, DENSE_FASHION_PARAMETERS, FASHION_KINDS, balanced_factors,
+                                        cifar_model, count_parameters, fashion_model)
+from ultratrain.sw.bayes.training import predictive_metrics
+
+torch.set_num_threads(1)
+
+
+def test_fashion_models_have_table_2_1_shapes_and_parameter_counts():
+    counts = {k: count_parameters(fashion_model(k)) for k in FASHION_KINDS}
+    assert counts["NN"] == DENSE_FASHION_PARAMETERS == 397510  # thesis 3.97e5
+    assert abs(counts["TT-NN"] / 2.63e4 - 1) < 0.02  # thesis 2.63e4 (15.1x)
+    assert abs(counts["Tucker-NN"] / 2.57e5 - 1) < 0.02  # thesis 2.57e5 (1.54x)
+    assert counts["BF-TT-NN"] == counts["TT-NN"] and counts["BF-Tucker-NN"] == counts["Tucker-NN"]
+    tt = fashion_model("TT-NN")
+    assert len(tt[0].tt.cores) == 4 and len(tt[2].tt.cores) == 2  # FC1 8th-order, FC2 4th-order tensors
+    tucker = fashion_model("Tucker-NN")
+    assert tucker[0].core.dim() == 4 and tucker[2].core.dim() == 3
+    x = torch.randn(5, 784)
+    for k in FASHION_KINDS:
+        assert fashion_model(k)(x).shape == (5, 10)
+    with pytest.raises(ValueError, match="kind"):
+        fashion_model("CP-NN")
+
+
+def test_cifar_cnn_matches_section_2_4_2():
+    cnn = cifar_model("CNN")
+    assert abs(count_parameters(cnn) / 9.91e6 - 1) < 0.01  # thesis 9.91e6
+    assert abs(count_parameters(cifar_model("TT-CNN")) / 6.93e5 - 1) < 0.05  # thesis 6.93e5
+    convs = [m for m in cnn if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [128, 256, 256, 256]
+    assert balanced_factors(256, 2) == (16, 16) and balanced_factors(16384, 4) == (16, 16, 8, 8)
+
+
+def test_predictive_metrics():
+    probs = torch.tensor([[0.7, 0.3], [0.2, 0.8], [0.6, 0.4]], dtype=torch.float64)
+    out = predictive_metrics(probs, torch.tensor([0, 1, 1]))
+    assert math.isclose(out["ll"], (math.log(0.7) + math.log(0.8) + math.log(0.4)) / 3)
+    assert math.isclose(out["accuracy"], 200 / 3)
+
+
+def test_table_2_1_script_runs_on_the_subset_and_writes_json_table_and_figures(tmp_path):
+    result = exp_table2_1.main(["--quick", "--out", str(tmp_path), "--models", "NN,BF-TT-NN,Tucker-NN",
+                                "--train-limit", "1000", "--epochs", "3", "--samples", "6", "--burn-in", "2",
+                                "--inner", "3", "--no-progress"])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["mode"] == "quick" and saved["rows"].keys() == result["rows"].keys()
+    for kind in ("NN", "BF-TT-NN", "Tucker-NN"):
+        row = saved["rows"][kind]
+        assert row["status"] == "run" and row["train_size"] == 1000 and row["test_size"] == 1000
+        assert row["map"]["accuracy"] > 60.0  # learnable in 30 Adam steps (chance: 10 %)
+        assert math.isfinite(row["bayes"]["ll"]) and 0 <= row["bayes"]["accuracy"] <= 100
+        assert row["sghmc"]["trace"]["samples"][-1] == 6
+    assert saved["rows"]["BF-TT-NN"]["parameters"] <= saved["rows"]["BF-TT-NN"]["initial_parameters"]
+    for kind in CIFAR_KINDS:
+        assert saved["rows"][kind]["status"].startswith("not run")
+    table = (tmp_path / "table2_1.md").read_text()
+    assert "| CIFAR" not in table and "| BF-TT-CNN | not run" in table and "88.64" in table
+    assert (tmp_path / "fig2_2_ranks.png").stat().st_size > 1000
+    assert (tmp_path / "predictive_vs_samples.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="--models"):
+        exp_table2_1.main(["--quick", "--out", str(tmp_path), "--models", "MLP"])
+
+
+def test_cifar_path_runs_on_a_synthetic_image_set(tmp_path):
+    # 16x16 images keep the test short; the loader and the CNN take any square size divisible by 4
+    data = write_synthetic_cifar(tmp_path / "cifar-10-batches-py", n_train=160, n_test=60, side=16, seed=1)
+    images, labels = load_cifar10(tmp_path, "train")
+    assert images.shape == (160, 3, 16, 16) and labels.shape == (160,)
+    out = tmp_path / "out"
+    result = exp_table2_1.main(["--out", str(out), "--models", "", "--cifar", str(data), "--cifar-width-scale",
+                                "0.0625", "--cifar-epochs", "5", "--samples", "4", "--burn-in", "1", "--inner", "2",
+                                "--step-size", "1e-3", "--no-progress"])
+    rows = result["rows"]
+    for kind in CIFAR_KINDS:
+        assert rows[kind]["status"] == "run"
+        assert math.isfinite(rows[kind]["map"]["ll"]) and math.isfinite(rows[kind]["bayes"]["ll"])
+    assert rows["CNN"]["map"]["accuracy"] > 30.0  # chance is 10 %
+    assert rows["TT-CNN"]["parameters"] < rows["CNN"]["parameters"]
+    assert len(rows["BF-TT-CNN"]["ranks"]) == 6  # 4 TT-conv + 2 TT-FC layers (Fig. 2.2c)
+    for kind in FASHION_KINDS:
+        assert kind not in rows or rows[kind]["status"] != "run"
+    assert "| CNN |" in (out / "table2_1.md").read_text()
+
+
+def test_cifar_loader_rejects_a_folder_without_batches(tmp_path):
+    with pytest.raises(FileNotFoundError, match="batches"):
+        load_cifar10(tmp_path, "train")
+    with pytest.raises(ValueError, match="split"):
+        load_cifar10(tmp_path, "valid")
