@@ -12,7 +12,8 @@ both tuned by test error (oracle, as in chapter 5), and report the test MSE agai
 least-squares slope of log MSE vs log n per D, and the reference exponent ``-2 alpha / (2 alpha + d)`` with
 alpha = 2 (vary is in BV(1), inside B^2_{1,inf}): -0.8 for the curve, -0.67 for the torus.
 
-``python -m ultratrain.sw.manifold.exp_resnext_manifold --quick`` (minutes on 2 cores) or without ``--quick``.
+``python -m ultratrain.sw.manifold.exp_resnext_manifold --quick`` (minutes on 2 cores) or without ``--quick``;
+``--cases torus:4,torus:32`` runs other (manifold, D) pairs with the mode's other settings.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main", "settings_for", "run_job", "summarize"]
+__all__ = ["main", "settings_for", "parse_cases", "run_job", "summarize"]
 
 
 def settings_for(quick: bool) -> dict:
@@ -45,6 +46,19 @@ def settings_for(quick: bool) -> dict:
         "lambdas": [3e-6, 3e-5, 3e-4],
         "model": ResNeXtConfig(n_blocks=3, n_paths=8, path_depth=3, width=12, steps=2500, lr=3e-3),
     }
+
+
+def parse_cases(text: str) -> list[tuple[str, int]]:
+    """``"curve:4,torus:32"`` -> ``[("curve", 4), ("torus", 32)]`` (the --cases option)."""
+    from .data import MANIFOLDS
+
+    cases = []
+    for item in text.split(","):
+        name, sep, dim = item.strip().partition(":")
+        if not sep or name not in MANIFOLDS or not dim.isdigit() or int(dim) < 4:
+            raise ValueError(f"--cases items must be manifold:D with manifold in {MANIFOLDS} and D >= 4, got {item!r}")
+        cases.append((name, int(dim)))
+    return cases
 
 
 def run_job(job: dict) -> dict:
@@ -145,6 +159,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default="results_local/theory/manifold/exp_resnext_manifold")
     parser.add_argument("--seeds", type=int, default=None, help="repeats (overrides the mode)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (<= 2 on the shared machine)")
+    parser.add_argument("--cases", default=None,
+                        help="manifold:D pairs overriding the mode's, e.g. 'curve:4,torus:4,torus:32'")
     args = parser.parse_args(argv)
 
     from tqdm import tqdm
@@ -154,6 +170,8 @@ def main(argv=None) -> dict:
         if args.seeds < 1:
             raise ValueError(f"--seeds must be positive, got {args.seeds}")
         settings["seeds"] = args.seeds
+    if args.cases is not None:
+        settings["cases"] = parse_cases(args.cases)
     if args.workers < 1:
         raise ValueError(f"--workers must be positive, got {args.workers}")
     out = Path(args.out)

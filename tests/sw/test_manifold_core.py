@@ -117,3 +117,12 @@ def test_kernel_ridge_baseline_learns():
     assert result.mse < 0.2 * np.var(test.f0)
     with pytest.raises(ValueError):
         kernel_ridge_best(train.x, train.y, test.x[:, :3], test.f0)
+
+
+def test_cases_option_parses_and_rejects_bad_pairs():
+    from ultratrain.sw.manifold.exp_resnext_manifold import parse_cases
+
+    assert parse_cases("curve:4, torus:32") == [("curve", 4), ("torus", 32)]
+    for bad in ("sphere:4", "curve:3", "curve", "torus:x"):
+        with pytest.raises(ValueError, match="manifold:D"):
+            parse_cases(bad)
