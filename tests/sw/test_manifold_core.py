@@ -6,7 +6,7 @@ import torch
 
 torch.set_num_threads(1)  # tiny tensors: extra intra-op threads only add synchronisation on a shared CPU
 
-from ultratrain.sw.manifold.data import embedding_matrix, sample_manifold
+from ultratrain.sw.manifold.data import embedding_matrix, sample_manifold, target_on_manifold
 from ultratrain.sw.manifold.resnext import ConvResNeXt, ResNeXt, path_lipschitz_bound
 from ultratrain.sw.manifold.training import ResNeXtConfig, build_model, kernel_ridge_best, predict, train_resnext
 
@@ -126,3 +126,15 @@ def test_cases_option_parses_and_rejects_bad_pairs():
     for bad in ("sphere:4", "curve:3", "curve", "torus:x"):
         with pytest.raises(ValueError, match="manifold:D"):
             parse_cases(bad)
+
+
+def test_targets_stay_in_the_unit_interval_the_estimators_clip_to():
+    """Theorem 6.3 assumes f0 in [0, 1] and predictions are clipped to it: a target above 1 anywhere would
+    put an error floor under every estimator. A fine grid through the peak of vary (x = 0.01) checks it."""
+    u = np.unique(np.concatenate([np.linspace(0, 1, 2001), [0.01]]))
+    curve = target_on_manifold("curve", u[:, None])
+    s, t = np.meshgrid(u[::4], u[::4], indexing="ij")
+    torus = target_on_manifold("torus", np.stack([s.ravel(), t.ravel()], axis=1))
+    for f0 in (curve, torus):
+        assert f0.min() >= 0 and f0.max() <= 1 + 1e-12
+        assert f0.max() > 0.99  # and they use the interval
