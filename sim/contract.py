@@ -1,6 +1,7 @@
 """The hardware/software contract: defined here once, imported by sim/ (golden model), hw/ (RTL) and host/.
 
-It fixes (docs/contract.md explains each choice against thesis sections 3.5 and 3.8):
+It fixes (docs/architecture.md, "The contract" and "Decisions", explains each choice against thesis sections
+3.5 and 3.8):
 
 * :class:`HardwareConfig` — array shapes and memory sizes (thesis defaults: PE1 8x16, PE2 16x8, PE3 16 lanes,
   128-bit AXI). The RTL is generated from it, the compiler checks programs against it, and the host compares

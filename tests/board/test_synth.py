@@ -34,6 +34,8 @@ def test_fit_and_thesis_verdicts():
     fits = synth.compare({"LUT": 56000, "FF": 30000, "DSP": 278, "BRAM": 77})
     assert fits["fits"] and fits["dsp_within_table_3_5"]
     assert fits["utilization"]["DSP"] == pytest.approx(278 / 360)
+    # Table 3.5's 77 BRAM are RAMB18 (out of 432): 38.5 RAMB36, the unit we count.
+    assert fits["vs_table_3_5"]["BRAM"] == pytest.approx(77 / 38.5)
     over = synth.compare({"LUT": 70561, "FF": 1, "DSP": 300, "BRAM": 1})
     assert not over["fits"] and not over["dsp_within_table_3_5"]
     report = {"LUT": 70561, "FF": 1, "DSP": 300, "BRAM": 1, "LUT_logic": 1, "LUT_memory": 0, **over}
