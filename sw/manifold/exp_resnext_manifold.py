@@ -90,8 +90,9 @@ def _run_job(job: dict) -> dict:
         mse = float(np.mean((predict(model, test.x) - test.f0) ** 2))
         with torch.no_grad():
             active = int(model.active_paths(torch.as_tensor(test.x[:500], dtype=torch.float32)).sum())
+            norms = float(model.residual_penalty()), float(model.output_penalty())
         nets.append({"lambda": lam, "mse": mse, "objective": objective, "active_paths": active,
-                     "residual_norm": float(model.residual_penalty()), "output_norm": float(model.output_penalty())})
+                     "residual_norm": norms[0], "output_norm": norms[1]})
     network_cpu = time.process_time() - start
     start = time.process_time()
     krr = kernel_ridge_best(train.x, train.y, test.x, test.f0)

@@ -88,7 +88,7 @@ def test_stack_and_removal_bounds_prop_6_21_6_22():
     l_path = path_lipschitz_bound(float(norms[1, 2]), 3)
     with torch.no_grad():
         change = (model(x, clip=False, removed=(1, 2)) - model(x, clip=False)).abs()
-    bound = float(model.w_out.norm()) * l_pre * l_path * l_post * z.norm(dim=1)
+    bound = float(model.w_out.detach().norm()) * l_pre * l_path * l_post * z.norm(dim=1)
     assert torch.all(change <= bound * (1 + 1e-5))
     assert float(change.max()) > 0
 
@@ -100,7 +100,7 @@ def test_weight_decay_shrinks_and_sparsifies_the_residual_blocks():
     for lam in (1e-5, 3e-2):
         model = build_model(cfg, 6)
         train_resnext(model, data.x, data.y, lam, cfg)
-        norms.append(float(model.residual_penalty()))
+        norms.append(float(model.residual_penalty().detach()))
         active.append(int(model.active_paths(torch.as_tensor(data.x, dtype=torch.float32)).sum()))
         errors.append(float(np.mean((predict(model, data.x) - data.f0) ** 2)))
     assert norms[1] < 0.3 * norms[0]
