@@ -16,7 +16,11 @@ the 32-byte write-back; the unit time depends on the unit:
   resulting recurrence exactly (it extrapolates once the schedule is periodic).
 * **PE3** (no buffer, 16 lanes): for each 16-wide chunk of ``c`` it streams the ``a`` rows of ``B[a, :d]``
   and ``A[a, chunk]`` and accumulates ``d x 16`` sums (``d`` cycles per row), then writes the ``d x 16``
-  result (``2 d`` beats) while the next chunk computes; ``ACC`` adds a read of the old result.
+  result (``2 d`` beats) while the next chunk computes. With ``ACC`` the old result (``2 d`` beats) is read
+  behind each chunk's rows on the one read channel into an 8-beat FIFO that only the drain empties, so the
+  next chunk's rows wait for that read: when ``2 d`` exceeds the FIFO the read stalls until the drain
+  starts and the chunks serialize (compute, drain, next row), otherwise it only costs ``2 d`` read-channel
+  cycles behind the last row (:meth:`CycleModel._pe3_acc`).
 * **Vector unit** (ACT_FWD, ACT_BWD, REDUCE): streams its operands at one beat per cycle.
 * **LOAD_W / LOAD_B**: stream ``a`` 64-bit (128-bit) words.
 
@@ -62,6 +66,9 @@ class CycleParams:
     pe3_chunk_gap: int = 3      # per 16-wide chunk of c
     pe3_pipe: int = 7
     pe3_acc_cpb: float = 1.0    # ACC: cycles per drained beat (the old result is read back alongside)
+    pe3_old_fifo: int = 8       # ACC: beats of the old result buffered ahead of the drain (hw/pe3.py oldfifo)
+    pe3_acc_restart: int = 5    # ACC: chunk compute end -> the stalled old read moves again (commit, drain FSM)
+    pe3_acc_pipe: int = 6       # ACC: last drained beat -> last write issued (output stage, FIFO, W channel)
     pe3_store_cpb: float = 1.0  # cycles per drained beat
     vec_pipe: int = 3
     vec_reduce_row_gap: int = 0   # REDUCE: cycles per row of a column chunk beyond its beats
@@ -287,9 +294,7 @@ class CycleModel:
         compute = a * per_row + p.pe3_chunk_gap
         beats_out = _beats(d * lanes, cfg)
         if acc:
-            # The old result is read behind the chunk's rows and blocks the read channel until the drain takes
-            # it, so chunks do not overlap.
-            unit = p.rd_latency + chunks * (compute + p.pe3_pipe + round(beats_out * p.pe3_acc_cpb)) + p.wr_latency
+            unit = p.rd_latency + self._pe3_acc(a, chunks, d) + p.wr_latency
         else:
             # Two accumulator banks: chunk j+1 computes while chunk j drains.
             store = round(beats_out * p.pe3_store_cpb)
@@ -297,6 +302,32 @@ class CycleModel:
         busy = chunks * a * d
         return InstructionCost(p.issue + unit, busy, "PE3", chunks * a * (_beats(d, cfg) + 2),
                                chunks * beats_out, p.issue)
+
+    def _pe3_acc(self, a: int, chunks: int, d: int) -> int:
+        """PE3 with Flag.ACC, from the first read to the last write issued (hw/pe3.py; calibrated in tests/perf).
+
+        One read channel carries, per chunk, each row's ``A`` (2 beats) and ``B`` (``ceil(d/8)`` beats) and then
+        the chunk's old result (``2 d`` beats, into ``oldfifo``). A row loads once a row slot is free (two
+        slots: row ``i`` waits for row ``i-2`` to be swept) and is swept in ``d`` cycles. The next chunk's
+        first row comes after the old result on the read channel: if the old result fits in ``oldfifo`` it
+        streams right behind the last row; otherwise the read stalls until the drain of this chunk (which
+        starts after the compute and takes the old beats one per cycle) has made room, so the chunk's compute,
+        the rest of the old read and the next row's load follow one another.
+        """
+        p, cfg = self.params, self.cfg
+        row_load = _beats(d, cfg) + _beats(cfg.pe3_lanes, cfg) + p.pe3_row_gap
+        old = _beats(d * cfg.pe3_lanes, cfg)
+        # First chunk: its first row loads, then rows are swept as fast as the slower of load and sweep.
+        first_end = max(row_load + a * d, a * row_load + d)
+        # Chunk start to chunk start: the read channel (last row loaded, the old result, the next first row) ...
+        last_loaded = 0 if a == 1 else max((a - 1) * row_load, (a - 2) * d + row_load)
+        period = last_loaded + old + row_load
+        if old > p.pe3_old_fifo:
+            # ... or, when the old read stalls, the sweep of all rows, the drain's restart and the old beats
+            # beyond the FIFO, then the next first row.
+            period = max(period, a * d + p.pe3_acc_restart + round((old - p.pe3_old_fifo) * p.pe3_acc_cpb)
+                         + row_load)
+        return first_end + (chunks - 1) * period + round(old * p.pe3_acc_cpb) + p.pe3_acc_pipe
 
 
 def _macs(op) -> int:

@@ -84,6 +84,23 @@ def random_cases(unit: str, rng: np.random.Generator, n: int, max_cycles: int = 
     return cases
 
 
+def pe3_acc_cases(rng: np.random.Generator, n: int, max_cycles: int = 30_000) -> list[dict]:
+    """``n`` PE3 descriptors with Flag.ACC and small ``d``, alternating ``d <= 4`` (the old result fits in
+    PE3's 8-beat old-result FIFO) and ``5 <= d <= 16`` (it does not): the two timings of the ACC branch,
+    which :func:`random_cases` (ACC on one PE3 case in five, ``d`` up to 256) samples only now and then."""
+    model = CycleModel()
+    cases = []
+    while len(cases) < n:
+        d = int(rng.integers(1, 5)) if len(cases) % 2 == 0 else int(rng.integers(5, 17))
+        a, c = int(rng.integers(1, 70)), 16 * int(rng.integers(1, 9))
+        fields = dict(opcode=int(Opcode.PE3), a=a, c=c, d=d, stride_a=c + 16 * int(rng.integers(0, 3)),
+                      stride_b=16 * int(rng.integers(1, 3)), flags=1, src_a=SRC_A, src_b=SRC_B, dst=DST)
+        if a * fields["stride_a"] * 2 > MAX_BYTES or model.cost(Descriptor(**fields)).total > max_cycles:
+            continue
+        cases.append(fields)
+    return cases
+
+
 def unit_errors(measurements: list[dict], params: CycleParams) -> list[float]:
     """Relative errors of the modeled write-back cycles against measured ones (``{"desc", "cycles"}``)."""
     model = CycleModel(params=params)
@@ -96,13 +113,25 @@ RING = 0x180000
 def measure_on_top(cases: list[dict], seed: int = 1) -> tuple[list[dict], dict]:
     """Run ``cases`` as one program on the accelerator top; per descriptor its write-back cycles, and the
     program's CYCLES register (``{"cycles", "instructions"}``)."""
-    from ultratrain.sim.contract import encode_program
-    descriptors = [Descriptor(**f) for f in cases] + [Descriptor(Opcode.END)]
-    image = {"ram_size": 1 << 22, "programs": [{"name": "random", "addr": RING,
-                                                "hex": encode_program(descriptors).hex()}]}
-    result = measure_programs(image, seed)[0]
-    rows = [{"desc": f, "cycles": c} for f, c in zip(cases, result["writeback_cycles"])]
-    return rows, {"cycles": result["cycles"], "instructions": len(descriptors)}
+    return measure_many_on_top([cases], seed)[0]
+
+
+def measure_many_on_top(case_lists: list[list[dict]], seed: int = 1) -> list[tuple[list[dict], dict]]:
+    """:func:`measure_on_top` for several programs in one simulation (one build and start-up for all),
+    run one after another; a ``(rows, program)`` pair per list."""
+    from ultratrain.sim.contract import DESCRIPTOR_BYTES, encode_program
+    programs, addr = [], RING
+    for i, cases in enumerate(case_lists):
+        raw = encode_program([Descriptor(**f) for f in cases] + [Descriptor(Opcode.END)])
+        programs.append({"name": f"random{i}", "addr": addr, "hex": raw.hex()})
+        addr += -(-len(raw) // 4096) * 4096
+    if addr + DESCRIPTOR_BYTES > 1 << 22:
+        raise ValueError("the rings do not fit in the bench's 4 MiB RAM")
+    out = []
+    for cases, result in zip(case_lists, measure_programs({"ram_size": 1 << 22, "programs": programs}, seed)):
+        rows = [{"desc": f, "cycles": c} for f, c in zip(cases, result["writeback_cycles"])]
+        out.append((rows, {"cycles": result["cycles"], "instructions": len(cases) + 1}))
+    return out
 
 
 GRID = {
@@ -115,6 +144,7 @@ GRID = {
     "pe2_block_gap": range(0, 4), "pe2_pipe": range(0, 14),
     "pe3_row_gap": range(0, 4), "pe3_chunk_gap": range(0, 20), "pe3_pipe": range(0, 14),
     "pe3_acc_cpb": [0.75, 1.0, 1.25, 4 / 3, 1.5, 1.75, 2.0, 2.5], "pe3_store_cpb": [1.0, 1.125, 1.25, 4 / 3, 1.5, 2.0],
+    "pe3_old_fifo": range(0, 17), "pe3_acc_restart": range(0, 12), "pe3_acc_pipe": range(0, 14),
     "vec_pipe": range(0, 20), "vec_reduce_row_gap": range(0, 3),
 }
 
