@@ -248,14 +248,19 @@ class AxiMasterTB:
             assert self.out_w <= MAX_OUTSTANDING, f"{where}: {self.out_w} write bursts outstanding"
 
     def sample(self) -> dict:
+        """Handshake signals always; the payload of a channel only while its VALID is high (under Icarus the
+        AxiRam's response fields and the master's FIFO outputs are X/Z before their first use)."""
         dut = self.dut
         s = {}
-        for ch in ("ar", "aw"):
-            for f in ("valid", "ready", "addr", "len", "size", "burst", "id"):
-                s[f"{ch}{f}"] = int(getattr(dut, f"axi__{ch}{f}").value)
-        for name in ("wvalid", "wready", "wlast", "wstrb", "bvalid", "bready", "bresp", "rvalid", "rready", "rlast",
-                     "rresp"):
+        for name in ("arvalid", "arready", "awvalid", "awready", "wvalid", "wready", "bvalid", "bready", "rvalid",
+                     "rready"):
             s[name] = int(getattr(dut, f"axi__{name}").value)
+        payload = {"arvalid": ("araddr", "arlen", "arsize", "arburst", "arid"),
+                   "awvalid": ("awaddr", "awlen", "awsize", "awburst", "awid"),
+                   "wvalid": ("wlast", "wstrb"), "bvalid": ("bresp",), "rvalid": ("rlast", "rresp")}
+        for valid, names in payload.items():
+            for name in names:
+                s[name] = int(getattr(dut, f"axi__{name}").value) if s[valid] else None
         for name in ("rd__cmd__valid", "rd__cmd__ready", "rd__data__valid", "rd__data__ready", "wr__cmd__valid",
                      "wr__cmd__ready", "wr__data__valid", "wr__data__ready", "quiet", "wr__idle", "error"):
             s[name] = int(getattr(dut, name).value)
