@@ -15,8 +15,11 @@ the 32-byte write-back; the unit time depends on the unit:
   consecutive blocks overlap through two buffer halves on each side; :func:`pipeline_cycles` solves the
   resulting recurrence exactly (it extrapolates once the schedule is periodic).
 * **PE3** (no buffer, 16 lanes): for each 16-wide chunk of ``c`` it streams the ``a`` rows of ``B[a, :d]``
-  and ``A[a, chunk]`` and accumulates ``d x 16`` sums (``d`` cycles per row), then writes the ``d x 16``
-  result (``2 d`` beats) while the next chunk computes. With ``ACC`` the old result (``2 d`` beats) is read
+  and ``A[a, chunk]`` (``2 + ceil(d/8)`` beats each, into two row slots) and accumulates ``d x 16`` sums
+  (``d`` cycles per row), then drains the ``d x 16`` result (``2 d`` beats) from one accumulator bank while
+  the next chunk computes into the other. The rows stream across chunk boundaries, so a chunk takes the
+  slowest of its reads, its sweep and the previous drain; :meth:`CycleModel._pe3_plain` follows the row
+  slots and banks event by event (exact on the RTL). With ``ACC`` the old result (``2 d`` beats) is read
   behind each chunk's rows on the one read channel into an 8-beat FIFO that only the drain empties, so the
   next chunk's rows wait for that read: when ``2 d`` exceeds the FIFO the read stalls until the drain
   starts and the chunks serialize (compute, drain, next row), otherwise it only costs ``2 d`` read-channel
@@ -63,8 +66,10 @@ class CycleParams:
     pe2_block_gap: int = 1
     pe2_pipe: int = 1
     pe3_row_gap: int = 0        # extra cycles per streamed row of a chunk
-    pe3_chunk_gap: int = 3      # per 16-wide chunk of c
-    pe3_pipe: int = 7
+    pe3_chunk_gap: int = 1      # compute FSM's IDLE cycle between chunks (and after a bank's release)
+    pe3_pipe: int = 5           # last sweep cycle -> first drain read (s1, s2, bank commit, drain IDLE, CMD)
+    pe3_drain_gap: int = 2      # drain FSM cycles between chunks (IDLE, write CMD)
+    pe3_drain_tail: int = 3     # last drain read -> last W beat (output stage, FIFO)
     pe3_acc_cpb: float = 1.0    # ACC: cycles per drained beat (the old result is read back alongside)
     pe3_old_fifo: int = 8       # ACC: beats of the old result buffered ahead of the drain (hw/pe3.py oldfifo)
     pe3_acc_restart: int = 5    # ACC: chunk compute end -> the stalled old read moves again (commit, drain FSM)
@@ -289,19 +294,72 @@ class CycleModel:
         p, cfg = self.params, self.cfg
         lanes = cfg.pe3_lanes
         chunks = c // lanes
-        # Per row: A[a, chunk] (2 beats) and B[a, :d] stream into a row slot while the previous row is swept.
-        per_row = max(d, _beats(d, cfg) + _beats(lanes, cfg)) + p.pe3_row_gap
-        compute = a * per_row + p.pe3_chunk_gap
         beats_out = _beats(d * lanes, cfg)
         if acc:
             unit = p.rd_latency + self._pe3_acc(a, chunks, d) + p.wr_latency
         else:
-            # Two accumulator banks: chunk j+1 computes while chunk j drains.
-            store = round(beats_out * p.pe3_store_cpb)
-            unit = p.rd_latency + pipeline_cycles(chunks, 0, compute, store, pipe=p.pe3_pipe) + p.wr_latency
+            unit = p.rd_latency + self._pe3_plain(a, chunks, d) + p.wr_latency
         busy = chunks * a * d
         return InstructionCost(p.issue + unit, busy, "PE3", chunks * a * (_beats(d, cfg) + 2),
                                chunks * beats_out, p.issue)
+
+    def _pe3_plain(self, a: int, chunks: int, d: int) -> int:
+        """PE3 without ACC, from the first read beat to the last write beat (hw/pe3.py, event by event).
+
+        Rows (``A`` then ``B``, ``R = 2 + ceil(d/8)`` beats) arrive one beat per cycle, across chunk
+        boundaries, into two row slots: a row's first beat waits for the slot of the row two back to be
+        released (at its last sweep cycle). A row is swept ``d`` cycles from the cycle after its last beat,
+        after the previous row; a chunk's first row also waits for the compute FSM's IDLE cycle and for its
+        accumulator bank, which the drain of the chunk two back releases. A chunk's drain reads its ``2 d``
+        beats ``pe3_pipe`` cycles after its last sweep cycle and ``pe3_drain_gap`` cycles after the previous
+        drain. The recurrence is max-plus linear, so once a row (inside a chunk) or one or two chunks advance
+        every time by the same amount the rest is extrapolated exactly.
+        """
+        p, cfg = self.params, self.cfg
+        R = _beats(d, cfg) + _beats(cfg.pe3_lanes, cfg) + p.pe3_row_gap
+        drain = round(2 * d * p.pe3_store_cpb)
+        idle = 1 + p.pe3_chunk_gap
+        neg = -(1 << 60)
+        # State: last beat of the previous row, releases of the rows two back and one back, last sweep cycle
+        # of the previous chunk, drain ends of the chunks two back and one back.
+        L, rel0, rel1, F, E0, E1 = neg, neg, neg, neg, neg, neg
+        history = []
+        j = 0
+        while j < chunks:
+            i = 0
+            while i < a:
+                first = max(L + 1, rel0 + 1, 0)
+                L_i = first + R - 1
+                if i == 0:
+                    start = max(L_i + 1, F + idle, E0 + idle)
+                else:
+                    start = max(L_i + 1, rel1 + 1)
+                step = (L_i - L, start + d - 1 - rel1, rel1 - rel0)
+                L, rel0, rel1 = L_i, rel1, start + d - 1
+                i += 1
+                if i >= 3 and step[0] == step[1] == step[2] and i < a:
+                    # Periodic inside the chunk: rows i .. a-1 repeat row i-1 shifted by the period.
+                    shift = step[0] * (a - i)
+                    L, rel0, rel1 = L + shift, rel0 + shift, rel1 + shift
+                    i = a
+            F = rel1
+            D = max(F + p.pe3_pipe, E1 + 1 + p.pe3_drain_gap)
+            E0, E1 = E1, D + drain - 1
+            j += 1
+            state = (L, rel0, rel1, F, E0, E1)
+            history.append(state)
+            for lag in (1, 2):
+                if j >= 3 + lag and j + lag <= chunks:
+                    diff = {x - y for x, y in zip(state, history[-1 - lag])}
+                    if len(diff) == 1:
+                        # Periodic over ``lag`` chunks: jump whole periods, simulate what is left.
+                        periods = (chunks - j) // lag
+                        shift = diff.pop() * periods
+                        L, rel0, rel1, F, E0, E1 = (x + shift for x in state)
+                        j += periods * lag
+                        history = [(L, rel0, rel1, F, E0, E1)]
+                        break
+        return E1 + p.pe3_drain_tail
 
     def _pe3_acc(self, a: int, chunks: int, d: int) -> int:
         """PE3 with Flag.ACC, from the first read to the last write issued (hw/pe3.py; calibrated in tests/perf).

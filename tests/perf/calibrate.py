@@ -101,6 +101,23 @@ def pe3_acc_cases(rng: np.random.Generator, n: int, max_cycles: int = 30_000) ->
     return cases
 
 
+def pe3_small_cases(rng: np.random.Generator, n: int, max_cycles: int = 30_000) -> list[dict]:
+    """``n`` PE3 descriptors without ACC, small ``a`` (1-8) and ``d`` (1-12), three to eight chunks: the
+    shapes where the chunks overlap most (reads, sweeps and drains of neighbouring chunks), which
+    :func:`random_cases` draws only now and then."""
+    model = CycleModel()
+    cases = []
+    while len(cases) < n:
+        a, d, c = int(rng.integers(1, 9)), int(rng.integers(1, 13)), 16 * int(rng.integers(3, 9))
+        fields = dict(opcode=int(Opcode.PE3), a=a, c=c, d=d, stride_a=c + 16 * int(rng.integers(0, 3)),
+                      stride_b=-(-d // 16) * 16 + 16 * int(rng.integers(0, 2)), flags=0,
+                      src_a=SRC_A, src_b=SRC_B, dst=DST)
+        if model.cost(Descriptor(**fields)).total > max_cycles:
+            continue
+        cases.append(fields)
+    return cases
+
+
 def unit_errors(measurements: list[dict], params: CycleParams) -> list[float]:
     """Relative errors of the modeled write-back cycles against measured ones (``{"desc", "cycles"}``)."""
     model = CycleModel(params=params)
@@ -142,7 +159,8 @@ GRID = {
     "pe2_load_gap": range(0, 8), "pe2_load_cpb": [1.0, 1.125, 1.25, 1.5, 2.0],
     "pe2_store_gap": range(0, 10), "pe2_store_cpb": [1.0, 1.25, 4 / 3, 1.5, 2.0, 2.5, 3.0],
     "pe2_block_gap": range(0, 4), "pe2_pipe": range(0, 14),
-    "pe3_row_gap": range(0, 4), "pe3_chunk_gap": range(0, 20), "pe3_pipe": range(0, 14),
+    "pe3_row_gap": range(0, 4), "pe3_chunk_gap": range(0, 6), "pe3_pipe": range(0, 14),
+    "pe3_drain_gap": range(0, 6), "pe3_drain_tail": range(0, 10),
     "pe3_acc_cpb": [0.75, 1.0, 1.25, 4 / 3, 1.5, 1.75, 2.0, 2.5], "pe3_store_cpb": [1.0, 1.125, 1.25, 4 / 3, 1.5, 2.0],
     "pe3_old_fifo": range(0, 17), "pe3_acc_restart": range(0, 12), "pe3_acc_pipe": range(0, 14),
     "vec_pipe": range(0, 20), "vec_reduce_row_gap": range(0, 3),

@@ -89,11 +89,13 @@ def assert_within(model_cycles, rtl_cycles, what, rel=0.05, slack_cycles=8):
 
 def random_program(seed: int) -> list[dict]:
     """The random program of ``seed``: every unit's regimes (:func:`calibrate.random_cases`) plus PE3 ``ACC``
-    descriptors with small ``d`` drawn every time (:func:`calibrate.pe3_acc_cases`), in a shuffled order."""
-    from .calibrate import UNITS, pe3_acc_cases, random_cases
+    descriptors with small ``d`` (:func:`calibrate.pe3_acc_cases`) and PE3 without ``ACC`` with small ``a``,
+    ``d`` and several chunks (:func:`calibrate.pe3_small_cases`) drawn every time, in a shuffled order."""
+    from .calibrate import UNITS, pe3_acc_cases, pe3_small_cases, random_cases
     rng = np.random.default_rng(seed)
     cases = [f for unit in UNITS for f in random_cases(unit, rng, 6, max_cycles=12_000)]
     cases += pe3_acc_cases(rng, 4, max_cycles=12_000)
+    cases += pe3_small_cases(rng, 3, max_cycles=12_000)     # after the ACC draws: older seeds replay as before
     random.Random(seed).shuffle(cases)
     return cases
 
@@ -110,21 +112,25 @@ def random_seeds() -> list[int]:
 @pytest.mark.rtl
 def test_model_matches_rtl_on_random_instructions():
     """A fresh random program (seed printed and in every failure message) of every unit's instructions,
-    PE3 ACC with small d always among them: write-backs and CYCLES within 5%."""
+    PE3 ACC with small d and PE3 with small a, d and several chunks always among them: write-backs and
+    CYCLES within 5%."""
     from .calibrate import measure_many_on_top
     seeds = random_seeds()
     print(f"[perf] random program seeds={seeds} (replay: ULTRATRAIN_SEED={','.join(map(str, seeds))})")
     programs = [random_program(seed) for seed in seeds]
     assert all(any(f["opcode"] == Opcode.PE3 and f["flags"] & Flag.ACC and f["d"] <= 4 for f in cases) and
-               any(f["opcode"] == Opcode.PE3 and f["flags"] & Flag.ACC and 5 <= f["d"] <= 16 for f in cases)
+               any(f["opcode"] == Opcode.PE3 and f["flags"] & Flag.ACC and 5 <= f["d"] <= 16 for f in cases) and
+               any(f["opcode"] == Opcode.PE3 and not f["flags"] and f["a"] <= 8 and f["c"] >= 48 for f in cases)
                for cases in programs)
     model = CycleModel()
     for seed, cases, (rows, program) in zip(seeds, programs, measure_many_on_top(programs)):
         errors = [model.cost(Descriptor(**row["desc"])).exec / row["cycles"] - 1 for row in rows]
         worst = max(range(len(rows)), key=lambda i: abs(errors[i]))
         acc = [abs(e) for e, row in zip(errors, rows) if row["desc"]["opcode"] == Opcode.PE3 and row["desc"]["flags"]]
+        plain = [abs(e) for e, row in zip(errors, rows) if row["desc"]["opcode"] == Opcode.PE3 and not row["desc"]["flags"]]
         print(f"[perf] seed={seed}: {len(rows)} instructions, max |error| {abs(errors[worst]):.2%} "
-              f"({rows[worst]['desc']}); PE3 ACC: {len(acc)}, max |error| {max(acc):.2%}")
+              f"({rows[worst]['desc']}); PE3 ACC: {len(acc)}, max |error| {max(acc):.2%}; "
+              f"PE3 without ACC: {len(plain)}, max |error| {max(plain):.2%}")
         for row in rows:
             assert_within(model.cost(Descriptor(**row["desc"])).exec, row["cycles"],
                           f"seed {seed} (replay: ULTRATRAIN_SEED={seed}): write-back of {row['desc']}")
