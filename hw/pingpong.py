@@ -60,14 +60,10 @@ class PingPongControl(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         state = [Signal(2, name=f"state{h}") for h in range(2)]
-        with m.If(self.w_next):
-            m.d.comb += self.w_ready.eq(state[1] == EMPTY)
-        with m.Else():
-            m.d.comb += self.w_ready.eq(state[0] == EMPTY)
-        with m.If(self.r_half):
-            m.d.comb += self.r_ready.eq(state[1] == FULL)
-        with m.Else():
-            m.d.comb += self.r_ready.eq(state[0] == FULL)
+        # Mux, not m.If: Yosys writes m.If as an ``always @*`` block, which Icarus (-g2012) may never run when
+        # its inputs keep their initial values through reset, leaving w_ready X for good (tests/hw/tb_pingpong.py).
+        m.d.comb += [self.w_ready.eq(Mux(self.w_next, state[1] == EMPTY, state[0] == EMPTY)),
+                     self.r_ready.eq(Mux(self.r_half, state[1] == FULL, state[0] == FULL))]
         m.d.comb += self.filling.eq((state[0] == FILLING) | ((state[1] == FILLING) << 1))
         acquire = self.w_acquire & self.w_ready
         release = self.r_release & self.r_ready
