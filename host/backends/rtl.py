@@ -162,7 +162,8 @@ def cosim_top_verilog(verilog_text: str, ddr_words: int = DDR_BYTES // 16, top: 
         if name.startswith(master + "__"):
             wires.append(f"  wire {rng}{name};")
         else:
-            decl.append(f"  {direction} {rng}{name}")
+            # Built with --no-public-flat-rw: only what is marked public stays reachable through VPI.
+            decl.append(f"  {direction} {rng}{name} /*verilator public_flat_rw*/")
         conns.append(f".{name}({name})")
     data_bits = widths[f"{master}__wdata"]
     ddr = [f".{sig}({master}__{sig})" for sig in DDR_PORTS]
