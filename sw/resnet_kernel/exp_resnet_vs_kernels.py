@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._parallel import parallel_map
+from ..parallel_map import parallel_map
 
 DIM = 30
 OUTPUTS = 15

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._parallel import parallel_map
+from ..parallel_map import parallel_map
 
 METHODS = {
     "GN": dict(arch="GN", regularizer="none", lam=0.0),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._parallel import parallel_map
+from ..parallel_map import parallel_map
 
 
 def fit_loglog(x, y) -> float:
