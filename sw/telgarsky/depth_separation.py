@@ -42,7 +42,14 @@ def _mlp(widths, generator) -> torch.nn.Sequential:
                 lin.bias.zero_()
         mods += [lin, torch.nn.ReLU()]
         fan_in = w
-    mods.append(torch.nn.Linear(fan_in, 1, dtype=torch.float64))
+    out = torch.nn.Linear(fan_in, 1, dtype=torch.float64)
+    # from `generator` too (PyTorch's default init would draw from the global RNG and make a fit depend on
+    # whatever ran before it in the process); the same U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as that default
+    bound = 1.0 / np.sqrt(fan_in)
+    with torch.no_grad():
+        out.weight.uniform_(-bound, bound, generator=generator)
+        out.bias.uniform_(-bound, bound, generator=generator)
+    mods.append(out)
     return torch.nn.Sequential(*mods)
 
 
