@@ -391,6 +391,34 @@ def _layer_factor_grads(bld: _Builder, li: int, layer: TTLayerSpec, x: str, g: s
     bld.net.factor_grads[li] = grads
 
 
+def _plan_memories(net: CompiledNetwork, tiles) -> list[Op]:
+    """Place the weight tiles (``(layer, core, layout, words)`` in order) and the biases in the on-chip memories
+    of ``net.cfg``, recording them on ``net``; returns the load program. Raises :class:`ShapeError` on overflow."""
+    cfg = net.cfg
+    wofs = 0
+    for li, k, layout, words in tiles:
+        net.weight_tiles.append(WeightTile(li, k, layout, words, wofs))
+        wofs += words
+    if wofs > cfg.wmem_words:
+        biggest = max(net.weight_tiles, key=lambda t: t.words)
+        raise ShapeError(f"the weight tiles need {wofs} weight-memory words but the device has {cfg.wmem_words} "
+                         f"(largest: layer {biggest.layer} core {biggest.core} {biggest.layout}, {biggest.words} "
+                         f"words): reduce the ranks or build the device with a larger wmem_words")
+    bofs = 0
+    for layer in net.spec.layers:
+        net.bias_offsets.append(bofs)
+        bofs += -(-layer.out_features // BMEM_LANES)
+    if bofs > cfg.bmem_words:
+        raise ShapeError(f"the biases need {bofs} bias-memory words but the device has {cfg.bmem_words}")
+    load = _Builder(net)
+    # Room for one element per weight: float mode keeps unpacked weights there, fixed mode packed words.
+    load.tensor("weights", (net.weight_words * WMEM_LANES,), OutFormat.S16, "image")
+    load.tensor("biases", (net.bias_words * BMEM_LANES,), OutFormat.S16, "image")
+    load.emit(Op(Opcode.LOAD_W, src_a="weights", a=net.weight_words))
+    load.emit(Op(Opcode.LOAD_B, src_a="biases", a=net.bias_words))
+    return load.ops
+
+
 def compile_network(spec: NetworkSpec, batch: int, cfg: HardwareConfig = DEFAULT_CONFIG,
                     forward_intermediate: OutFormat = OutFormat.S8) -> CompiledNetwork:
     """Compile the load, forward and backward programs of ``spec`` for batches of ``batch`` samples.
@@ -405,7 +433,7 @@ def compile_network(spec: NetworkSpec, batch: int, cfg: HardwareConfig = DEFAULT
     net = CompiledNetwork(spec, batch, cfg, OutFormat(forward_intermediate))
 
     # Weight and bias memory plan.
-    wofs = 0
+    tiles = []
     for li, layer in enumerate(spec.layers):
         for k in range(layer.d):
             layouts = ["canon"]
@@ -415,27 +443,8 @@ def compile_network(spec: NetworkSpec, batch: int, cfg: HardwareConfig = DEFAULT
                 layouts.append("bwd_last")
             for layout in layouts:
                 size = core_layout(np.zeros(layer.core_shape(k)), layer, k, layout).size
-                words = -(-size // WMEM_LANES)
-                net.weight_tiles.append(WeightTile(li, k, layout, words, wofs))
-                wofs += words
-    if wofs > cfg.wmem_words:
-        biggest = max(net.weight_tiles, key=lambda t: t.words)
-        raise ShapeError(f"the weight tiles need {wofs} weight-memory words but the device has {cfg.wmem_words} "
-                         f"(largest: layer {biggest.layer} core {biggest.core}, {biggest.words} words): "
-                         f"reduce the ranks or build the device with a larger wmem_words")
-    bofs = 0
-    for layer in spec.layers:
-        net.bias_offsets.append(bofs)
-        bofs += -(-layer.out_features // BMEM_LANES)
-    if bofs > cfg.bmem_words:
-        raise ShapeError(f"the biases need {bofs} bias-memory words but the device has {cfg.bmem_words}")
-
-    load = _Builder(net)
-    # Room for one element per weight: float mode keeps unpacked weights there, fixed mode packed words.
-    load.tensor("weights", (net.weight_words * WMEM_LANES,), OutFormat.S16, "image")
-    load.tensor("biases", (net.bias_words * BMEM_LANES,), OutFormat.S16, "image")
-    load.emit(Op(Opcode.LOAD_W, src_a="weights", a=net.weight_words))
-    load.emit(Op(Opcode.LOAD_B, src_a="biases", a=net.bias_words))
+                tiles.append((li, k, layout, -(-size // WMEM_LANES)))
+    load_ops = _plan_memories(net, tiles)
 
     fwd = _Builder(net)
     fwd.tensor("x", (batch, spec.layers[0].in_features), OutFormat.U8, "input")
@@ -458,7 +467,7 @@ def compile_network(spec: NetworkSpec, batch: int, cfg: HardwareConfig = DEFAULT
             g = bwd.tensor(f"G{li - 1}", (batch, layer.in_features), OutFormat.S16, "grad")
             bwd.emit(Op(Opcode.ACT_BWD, dst=g, src_a=f"L{li - 1}.y", src_b=dx, a=batch, c=layer.in_features,
                         layer=li - 1, mask_of=f"A{li - 1}"))
-    net.programs = {"load": load.ops, "forward": fwd.ops, "backward": bwd.ops}
+    net.programs = {"load": load_ops, "forward": fwd.ops, "backward": bwd.ops}
     return net
 
 

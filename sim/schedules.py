@@ -46,9 +46,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .compiler import (LAYOUTS, CompiledNetwork, NetworkSpec, Op, ShapeError, TTLayerSpec, WeightTile, _Builder,
-                       _layer_activation, _layer_forward, _layer_input_grad, core_layout)
-from .contract import (DEFAULT_CONFIG, WMEM_LANES, BMEM_LANES, Descriptor, ErrorCode, HardwareConfig, Opcode,
+from .compiler import (LAYOUTS, CompiledNetwork, NetworkSpec, Op, ShapeError, TTLayerSpec, _Builder,
+                       _layer_activation, _layer_forward, _layer_input_grad, _plan_memories, core_layout)
+from .contract import (DEFAULT_CONFIG, WMEM_LANES, Descriptor, ErrorCode, HardwareConfig, Opcode,
                        OutFormat, check_descriptor, pe2_row_pitch)
 
 __all__ = ["LayerSchedule", "Schedule", "ScheduledNetwork", "compile_schedule", "tile_values", "EXTRA_LAYOUTS",
@@ -392,31 +392,10 @@ def compile_schedule(spec: NetworkSpec, batch: int, schedule: Schedule | None = 
 
     # Weight memory plan: every (layer, core, layout) some op reads, in the compiler's order.
     used = {op.weight for ops in (fwd.ops, bwd.ops) for op in ops if op.weight}
-    wofs = 0
-    for li, layer in enumerate(spec.layers):
-        for k in range(layer.d):
-            for layout in _LAYOUT_ORDER:
-                if (li, k, layout) in used:
-                    words = -(-_tile_size(layer, k, layout, cfg) // WMEM_LANES)
-                    net.weight_tiles.append(WeightTile(li, k, layout, words, wofs))
-                    wofs += words
-    if wofs > cfg.wmem_words:
-        biggest = max(net.weight_tiles, key=lambda t: t.words)
-        raise ShapeError(f"the weight tiles need {wofs} weight-memory words but the device has {cfg.wmem_words} "
-                         f"(largest: layer {biggest.layer} core {biggest.core} {biggest.layout}, {biggest.words} "
-                         f"words)")
-    bofs = 0
-    for layer in spec.layers:
-        net.bias_offsets.append(bofs)
-        bofs += -(-layer.out_features // BMEM_LANES)
-    if bofs > cfg.bmem_words:
-        raise ShapeError(f"the biases need {bofs} bias-memory words but the device has {cfg.bmem_words}")
-
-    load = _Builder(net)
-    load.tensor("weights", (net.weight_words * WMEM_LANES,), OutFormat.S16, "image")
-    load.tensor("biases", (net.bias_words * BMEM_LANES,), OutFormat.S16, "image")
-    load.emit(Op(Opcode.LOAD_W, src_a="weights", a=net.weight_words))
-    load.emit(Op(Opcode.LOAD_B, src_a="biases", a=net.bias_words))
+    tiles = [(li, k, layout, -(-_tile_size(layer, k, layout, cfg) // WMEM_LANES))
+             for li, layer in enumerate(spec.layers) for k in range(layer.d) for layout in _LAYOUT_ORDER
+             if (li, k, layout) in used]
+    load_ops = _plan_memories(net, tiles)
 
     for ops in (fwd.ops, bwd.ops):
         for op in ops:
@@ -425,7 +404,7 @@ def compile_schedule(spec: NetworkSpec, batch: int, schedule: Schedule | None = 
                 raise ShapeError(f"{op.opcode.name} -> {op.dst} (a={op.a}, b={op.b}, c={op.c}, d={op.d}): the device "
                                  f"would reject it with {error.name}")
     # The same program order as compile_network: load, forward, backward.
-    net.programs = {"load": load.ops, "forward": fwd.ops, "backward": bwd.ops}
+    net.programs = {"load": load_ops, "forward": fwd.ops, "backward": bwd.ops}
     return net
 
 
