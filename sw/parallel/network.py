@@ -24,6 +24,15 @@ __all__ = ["ParallelReLUNet", "VanillaReLUNet", "parallel_param_count", "vanilla
            "vanilla_width_for"]
 
 
+def _check_domain_and_scale(domain, input_scale) -> tuple[tuple[float, float], float]:
+    lo, hi = domain
+    if not lo < hi:
+        raise ValueError(f"domain must be an increasing pair, got {domain!r}")
+    if not input_scale > 0:
+        raise ValueError(f"input_scale must be positive, got {input_scale}")
+    return (float(lo), float(hi)), float(input_scale)
+
+
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:
     if int(value) != value or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -106,13 +115,8 @@ class ParallelReLUNet(nn.Module):
         self.width = _check_positive_int("width", width)
         self.depth = _check_positive_int("depth", depth, 2)
         self.in_dim = _check_positive_int("in_dim", in_dim)
-        lo, hi = domain
-        if not lo < hi:
-            raise ValueError(f"domain must be an increasing pair, got {domain!r}")
-        self.domain = (float(lo), float(hi))
-        if not input_scale > 0:
-            raise ValueError(f"input_scale must be positive, got {input_scale}")
-        self.input_scale = float(input_scale)
+        self.domain, self.input_scale = _check_domain_and_scale(domain, input_scale)
+        lo, hi = self.domain
         gen = torch.Generator().manual_seed(int(seed))
         m, w = self.n_subnets, self.width
         weights, biases = [], []
@@ -268,13 +272,8 @@ class VanillaReLUNet(nn.Module):
         self.width = _check_positive_int("width", width)
         self.depth = _check_positive_int("depth", depth, 2)
         self.in_dim = _check_positive_int("in_dim", in_dim)
-        lo, hi = domain
-        if not lo < hi:
-            raise ValueError(f"domain must be an increasing pair, got {domain!r}")
-        self.domain = (float(lo), float(hi))
-        if not input_scale > 0:
-            raise ValueError(f"input_scale must be positive, got {input_scale}")
-        self.input_scale = float(input_scale)
+        self.domain, self.input_scale = _check_domain_and_scale(domain, input_scale)
+        lo, hi = self.domain
         gen = torch.Generator().manual_seed(int(seed))
         w = self.width
         w_in = _uniform((in_dim, w), self.input_scale, gen)
