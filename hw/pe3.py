@@ -16,6 +16,13 @@ for ``d >= 3``; per c-chunk ``2d`` beats are written.
 
 Accumulator width: at most ``a <= 2**16 - 1`` products of two int16 (magnitude ``<= 2**30``): 47 signed bits.
 With Flag.ACC the drain reads the old ``dst`` rows too and adds them after the rescale (saturating).
+
+The accumulators (2 x 512 words x 376 bits) are synchronous-read RAMs so that synthesis puts them in block RAM:
+as distributed RAM they took ~12,000 LUTs and pushed the design past the XCZU3EG (docs/hardware.md). The
+read-modify-write is therefore split over two stages: the read is issued in s1 and the sum written in s2, and
+a word written in s2 is forwarded to the next s2 when it reads the same address (``d == 1``), because the
+RAM is read-first. The drain reads its own copy (one write port, two read ports, like the thesis' per-lane
+block memories) one cycle ahead of the output stage.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed
@@ -25,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 from ..sim.contract import DEFAULT_CONFIG, FIELD_MAX, Flag, HardwareConfig
 from .output_stage import OutputStage
 from .pingpong import PingPongControl
-from .ram import AsyncRAM
+from .ram import AsyncRAM, SyncRAM
 from .unit import unit_members
 
 __all__ = ["PE3", "pe3_acc_width"]
@@ -57,11 +64,12 @@ class PE3(wiring.Component):
         m.submodules.slots = slots = PingPongControl()
         m.submodules.bcache = bcache = AsyncRAM(cfg.axi_data_bits, 2 * b_words)
         m.submodules.banks = banks = PingPongControl()
-        accs = []
+        accs, drain_copies = [], []
         for p in range(halves):
-            ram = AsyncRAM(beat_elems * aw, 2 * max_d)
-            m.submodules[f"acc{p}"] = ram
+            m.submodules[f"acc{p}"] = ram = SyncRAM(beat_elems * aw, 2 * max_d)
+            m.submodules[f"acc{p}_drain"] = copy = SyncRAM(beat_elems * aw, 2 * max_d)
             accs.append(ram)
+            drain_copies.append(copy)
         m.submodules.ostage = ost = OutputStage(beat_elems, aw, with_add=True)
         m.submodules.ofifo = ofifo = fifo.SyncFIFOBuffered(width=cfg.axi_data_bits, depth=8)
         m.submodules.oldfifo = oldfifo = fifo.SyncFIFOBuffered(width=cfg.axi_data_bits, depth=8)
@@ -199,17 +207,24 @@ class PE3(wiring.Component):
         for j in range(lanes):
             m.d.sync += products[j].eq(s1["bval"].as_signed() * s1["alanes"][16 * j:16 * (j + 1)].as_signed())
         acc_addr = Signal(range(2 * max_d))
-        m.d.comb += acc_addr.eq(Cat(s2["dd"][:dbits], s2["bank"]))
+        read_addr = Signal(range(2 * max_d))
+        m.d.comb += [acc_addr.eq(Cat(s2["dd"][:dbits], s2["bank"])), read_addr.eq(Cat(s1["dd"][:dbits], s1["bank"]))]
+        forward = Signal()
+        m.d.sync += forward.eq(s2["valid"] & (acc_addr == read_addr))
         for p in range(halves):
-            ram = accs[p]
+            ram, copy = accs[p], drain_copies[p]
+            written = Signal(beat_elems * aw, name=f"acc_written{p}")
+            current = Mux(forward, written, ram.r_data)
             new = []
             for i in range(beat_elems):
-                old = ram.r0_data[aw * i:aw * (i + 1)].as_signed()
+                old = current[aw * i:aw * (i + 1)].as_signed()
                 v = Signal(signed(aw), name=f"accnew{p}_{i}")
                 m.d.comb += v.eq(Mux(s2["first"], 0, old) + products[p * beat_elems + i])
                 new.append(v)
-            m.d.comb += [ram.r0_addr.eq(acc_addr), ram.w_addr.eq(acc_addr), ram.w_data.eq(Cat(*new)),
-                         ram.w_en.eq(s2["valid"])]
+            m.d.sync += written.eq(Cat(*new))
+            m.d.comb += [ram.r_addr.eq(read_addr), ram.r_en.eq(1)]
+            for r in (ram, copy):
+                m.d.comb += [r.w_addr.eq(acc_addr), r.w_data.eq(Cat(*new)), r.w_en.eq(s2["valid"])]
         with m.If(s2["valid"] & s2["block_last"]):
             m.d.comb += [banks.w_commit.eq(1), banks.w_commit_sel.eq(s2["bank"])]
 
@@ -221,10 +236,12 @@ class PE3(wiring.Component):
         ddr = Signal(range(max_d))
         part = Signal(range(halves))
         dr_issue = Signal()
-        pipe = Signal(OutputStage.latency)
+        # one cycle of RAM read, then the output stage
+        in_flight = OutputStage.latency + 1
+        pipe = Signal(in_flight)
         m.d.sync += pipe.eq(Cat(dr_issue, pipe[:-1]))
-        pending = Signal(range(OutputStage.latency + 1))
-        m.d.comb += pending.eq(sum(pipe[i] for i in range(OutputStage.latency)))
+        pending = Signal(range(in_flight + 1))
+        m.d.comb += pending.eq(sum(pipe[i] for i in range(in_flight)))
         with m.FSM(name="drain") as drain_fsm:
             with m.State("IDLE"):
                 with m.If(self.busy & ~self.start & (dr_cj != c16) & banks.r_ready):
@@ -247,16 +264,19 @@ class PE3(wiring.Component):
                     with m.Else():
                         m.d.sync += part.eq(part + 1)
         for p in range(halves):
-            m.d.comb += accs[p].r1_addr.eq(Cat(ddr[:dbits], banks.r_half))
+            m.d.comb += [drain_copies[p].r_addr.eq(Cat(ddr[:dbits], banks.r_half)), drain_copies[p].r_en.eq(1)]
+        read_part = Signal.like(part)
+        addend = Signal(cfg.axi_data_bits)
+        m.d.sync += [read_part.eq(part), addend.eq(oldfifo.r_data)]
         word = Signal(beat_elems * aw)
-        with m.Switch(part):
+        with m.Switch(read_part):
             for p in range(halves):
                 with m.Case(p):
-                    m.d.comb += word.eq(accs[p].r1_data)
+                    m.d.comb += word.eq(drain_copies[p].r_data)
         for i in range(beat_elems):
             m.d.comb += [ost.i_acc[i].eq(word[aw * i:aw * (i + 1)].as_signed()),
-                         ost.i_addend[i].eq(oldfifo.r_data[16 * i:16 * (i + 1)].as_signed())]
-        m.d.comb += ost.i_valid.eq(dr_issue)
+                         ost.i_addend[i].eq(addend[16 * i:16 * (i + 1)].as_signed())]
+        m.d.comb += ost.i_valid.eq(pipe[0])
         m.d.comb += [ofifo.w_en.eq(ost.o_valid),
                      ofifo.w_data.eq(Cat(*[ost.o_data[i].as_unsigned() for i in range(beat_elems)])),
                      self.wr.data.valid.eq(ofifo.r_rdy), self.wr.data.payload.data.eq(ofifo.r_data),

@@ -69,11 +69,11 @@ class CycleParams:
     pe3_chunk_gap: int = 1      # compute FSM's IDLE cycle between chunks (and after a bank's release)
     pe3_pipe: int = 5           # last sweep cycle -> first drain read (s1, s2, bank commit, drain IDLE, CMD)
     pe3_drain_gap: int = 2      # drain FSM cycles between chunks (IDLE, write CMD)
-    pe3_drain_tail: int = 3     # last drain read -> last W beat (output stage, FIFO)
+    pe3_drain_tail: int = 4     # last drain read -> last W beat (accumulator RAM read, output stage, FIFO)
     pe3_acc_cpb: float = 1.0    # ACC: cycles per drained beat (the old result is read back alongside)
     pe3_old_fifo: int = 8       # ACC: beats of the old result buffered ahead of the drain (hw/pe3.py oldfifo)
     pe3_acc_restart: int = 5    # ACC: chunk compute end -> the stalled old read moves again (commit, drain FSM)
-    pe3_acc_pipe: int = 6       # ACC: last drained beat -> last write issued (output stage, FIFO, W channel)
+    pe3_acc_pipe: int = 7       # ACC: last drained beat -> last write issued (RAM read, output stage, FIFO, W)
     pe3_store_cpb: float = 1.0  # cycles per drained beat
     vec_pipe: int = 3
     vec_reduce_row_gap: int = 0   # REDUCE: cycles per row of a column chunk beyond its beats

@@ -51,6 +51,8 @@ async def pe3_extremes(dut):
     await tb.reset()
     cases = [(3, 16, 256, 16, 256, 0, OutFormat.S16, False), (5, 32, 7, 32, 16, 127, OutFormat.S8, True),
              (2, 16, 1, 16, 16, -128, OutFormat.U8, False), (9, 16, 16, 48, 32, 20, OutFormat.S16, True),
-             (1, 48, 3, 64, 16, -1, OutFormat.S16, True)]
+             (1, 48, 3, 64, 16, -1, OutFormat.S16, True),
+             # d == 1: consecutive rows read-modify-write the same accumulator word (the forwarding path)
+             (29, 32, 1, 32, 16, 2, OutFormat.S16, False)]
     for i, (a, c, d, sa, sb, shift, fmt, acc) in enumerate(cases):
         await one_case(tb, a, c, d, sa, sb, shift, int(fmt), acc, True, f"extreme{i}")
