@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..sim.contract import (DEFAULT_CONFIG, OPERAND_ALIGN, WMEM_LANES, ErrorCode, Flag, HardwareConfig,
                             Opcode, OutFormat)
+from .arith import narrow_product
 
 __all__ = ["DescriptorFields", "Decoder"]
 
@@ -67,9 +68,13 @@ class Decoder(wiring.Component):
         zero_abcd = (f.a == 0) | (f.b == 0) | (f.c == 0) | (f.d == 0)
         zero_acd = (f.a == 0) | (f.c == 0) | (f.d == 0)
         zero_ac = (f.a == 0) | (f.c == 0)
-        bc = Signal(32)
-        m.d.comb += bc.eq(f.b * f.c)
-        pe1_buf_bad = bc > cfg.pe1_buf_elems // cfg.pe1_rows
+        # PE1 needs b c <= pe1_buf_elems / rows with c % 16 == 0, i.e. b (c / 16) <= limit16: compare the factors
+        # first so that the product is only ever formed of small ones (arith.py: no DSP for it).
+        limit16 = cfg.pe1_buf_elems // cfg.pe1_rows // lanes
+        c16 = f.c >> 4
+        bc16 = Signal(32)
+        m.d.comb += bc16.eq(narrow_product(f.b[:limit16.bit_length()], c16[:limit16.bit_length()]))
+        pe1_buf_bad = (f.b > limit16) | (c16 > limit16) | (bc16 > limit16)
         pe2_bad = (f.b > cfg.pe2_buf_rows) | (f.d > cfg.pe2_rows * cfg.pe2_acc_depth)
         pe3_bad = (f.d > cfg.pe3_max_d) | (f.stride_a < f.c) | (f.stride_b < f.d)
         shape_bad = Signal()
@@ -90,11 +95,11 @@ class Decoder(wiring.Component):
 
         # Memory range (evaluated only when the shape is legal, so the products stay small)
         pe1_words = Signal(32)
-        m.d.comb += pe1_words.eq((bc[:10] * f.d) >> 4)
+        m.d.comb += pe1_words.eq(narrow_product(f.d, bc16[:limit16.bit_length()]))     # b c d / 16
         pitch = Signal(16)
         m.d.comb += pitch.eq(((f.d + cfg.pe2_rows - 1) // cfg.pe2_rows) * cfg.pe2_rows)
         pe2_words = Signal(32)
-        m.d.comb += pe2_words.eq((f.b[:10] * pitch[:10] + lanes - 1) >> 4)
+        m.d.comb += pe2_words.eq((narrow_product(pitch[:(cfg.pe2_rows * cfg.pe2_acc_depth).bit_length()], f.b[:cfg.pe2_buf_rows.bit_length()]) + lanes - 1) >> 4)
         range_bad = Signal()
         with m.If(is_[Opcode.PE1]):
             m.d.comb += range_bad.eq(f.wofs + pe1_words > cfg.wmem_words)

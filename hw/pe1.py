@@ -25,6 +25,7 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sim.contract import DEFAULT_CONFIG, WMEM_LANES, HardwareConfig
+from .arith import narrow_product
 from .output_stage import OutputStage
 from .packer import Packer
 from .pingpong import PingPongBuffer
@@ -78,12 +79,16 @@ class PE1(wiring.Component):
         nblocks = Signal(14)
         d_words = Signal(range(self.out_words + 1))                # ceil(d / 8)
         d_last = Signal(4)                                         # elements in a row's last word (1..8)
+        # Legal PE1 shapes have b c <= pe1_buf_elems / rows with c % 16 == 0 (decoder): b and c / 16 are small.
+        b_bits = (cfg.pe1_buf_elems // rows).bit_length()
+        c16_bits = (cfg.pe1_buf_elems // rows // 16).bit_length()
         with m.If(self.start):
             prod = Signal(32)
-            m.d.comb += prod.eq(desc.b * desc.c)
+            desc_c16 = (desc.c >> 4)[:c16_bits]
+            m.d.comb += prod.eq(narrow_product(desc.b[:b_bits], desc_c16) << 4)
             m.d.sync += [
                 bc.eq(prod), row_words.eq(prod >> 4), row_beats.eq(prod >> 3), c16.eq(desc.c >> 4),
-                dc16.eq(desc.d * (desc.c >> 4)), nblocks.eq((desc.a + rows - 1) >> 3),
+                dc16.eq(narrow_product(desc.d, desc_c16)), nblocks.eq((desc.a + rows - 1) >> 3),
                 d_words.eq((desc.d + 7) >> 3), d_last.eq(((desc.d - 1) & 7) + 1),
                 self.busy.eq(1),
             ]
@@ -109,7 +114,7 @@ class PE1(wiring.Component):
             with m.State("CMD"):
                 m.d.comb += [self.rd.cmd.valid.eq(inbuf.w_ready),
                              self.rd.cmd.payload.addr.eq(ld_addr),
-                             self.rd.cmd.payload.beats.eq(rows_in(ld_rows_left) * row_beats),
+                             self.rd.cmd.payload.beats.eq(narrow_product(row_beats, rows_in(ld_rows_left))),
                              self.rd.cmd.payload.rows.eq(1), self.rd.cmd.payload.stride.eq(0),
                              self.rd.cmd.payload.tag.eq(0)]
                 with m.If(self.rd.cmd.valid & self.rd.cmd.ready):
@@ -244,7 +249,7 @@ class PE1(wiring.Component):
             with m.State("CMD"):
                 n_rows = rows_in(st_rows_left)
                 m.d.comb += [self.wr.cmd.valid.eq(1), self.wr.cmd.payload.addr.eq(st_addr),
-                             self.wr.cmd.payload.beats.eq((n_rows * desc.d + beat_elems - 1) >> 3),
+                             self.wr.cmd.payload.beats.eq((narrow_product(desc.d, n_rows) + beat_elems - 1) >> 3),
                              self.wr.cmd.payload.rows.eq(1), self.wr.cmd.payload.stride.eq(0)]
                 with m.If(self.wr.cmd.ready):
                     m.d.sync += [st_i.eq(0), st_w.eq(0), st_n.eq(n_rows - 1),

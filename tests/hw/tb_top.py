@@ -7,7 +7,8 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from tbcommon import TopTB, iterations
 from ultratrain.sim.contract import (CONTRACT_VERSION, DEFAULT_CONFIG, DEVICE_ID, Descriptor, ErrorCode, Flag,
-                                     Opcode, OutFormat, pack_bias_words, pack_weight_words, pe2_row_pitch)
+                                     Opcode, OutFormat, check_descriptor, pack_bias_words, pack_weight_words,
+                                     pe2_row_pitch)
 
 
 class Allocator:
@@ -99,6 +100,9 @@ def illegal_cases():
         ("out_fmt", 0x00030001, ErrorCode.BAD_FORMAT),
         ("pe1_c", Descriptor(Opcode.PE1, a=1, b=1, c=8, d=1, **ok), ErrorCode.BAD_SHAPE),
         ("pe1_buf", Descriptor(Opcode.PE1, a=1, b=33, c=16, d=1, **ok), ErrorCode.BAD_SHAPE),
+        # b and c / 16 each within the buffer, their product not (the decoder's narrow product, hw/arith.py)
+        ("pe1_buf_bc", Descriptor(Opcode.PE1, a=1, b=3, c=176, d=1, **ok), ErrorCode.BAD_SHAPE),
+        ("pe1_buf_c", Descriptor(Opcode.PE1, a=1, b=1, c=16 * 33, d=1, **ok), ErrorCode.BAD_SHAPE),
         ("pe2_b", Descriptor(Opcode.PE2, a=1, b=cfg.pe2_buf_rows + 1, c=16, d=1, **ok), ErrorCode.BAD_SHAPE),
         ("pe2_d", Descriptor(Opcode.PE2, a=1, b=1, c=16, d=cfg.pe2_rows * cfg.pe2_acc_depth + 1, **ok),
          ErrorCode.BAD_SHAPE),
@@ -111,6 +115,10 @@ def illegal_cases():
         ("stride_align", Descriptor(Opcode.PE3, a=1, c=16, d=1, stride_a=24, stride_b=16, src_b=0x3000, **ok),
          ErrorCode.BAD_ALIGN),
         ("wrange", Descriptor(Opcode.PE1, a=1, b=1, c=16, d=16, wofs=cfg.wmem_words - 15, **ok), ErrorCode.MEM_RANGE),
+        ("wrange_bcd", Descriptor(Opcode.PE1, a=1, b=2, c=256, d=8, wofs=cfg.wmem_words - 255, **ok),
+         ErrorCode.MEM_RANGE),
+        ("wrange_pe2", Descriptor(Opcode.PE2, a=1, b=100, c=16, d=9, wofs=cfg.wmem_words - 99, **ok),
+         ErrorCode.MEM_RANGE),
         ("brange", Descriptor(Opcode.ACT_FWD, a=1, c=32, bofs=cfg.bmem_words - 1, **ok), ErrorCode.MEM_RANGE),
         ("load_range", Descriptor(Opcode.LOAD_W, a=2, src_a=0x1000, wofs=cfg.wmem_words - 1), ErrorCode.MEM_RANGE),
         ("load_zero", Descriptor(Opcode.LOAD_B, a=0, src_a=0x1000), ErrorCode.BAD_SHAPE),
@@ -128,6 +136,8 @@ async def top_illegal_descriptors(dut):
     good = Descriptor(Opcode.ACT_FWD, a=1, c=16, src_a=0x1000, dst=0x2000, out_fmt=OutFormat.S16)
     ring = 0x8000
     for name, bad, code in illegal_cases():
+        if isinstance(bad, Descriptor):
+            assert check_descriptor(bad) == code, f"{name}: the contract says {check_descriptor(bad)!r}"
         raw = bad.encode() if isinstance(bad, Descriptor) else struct.pack("<16I", bad, *([0] * 15))
         tb.write_bytes(ring, good.encode() + raw + Descriptor(Opcode.END).encode())
         regs = await tb.check_program(ring, 3, {}, f"illegal {name}")
