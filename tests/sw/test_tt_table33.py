@@ -30,3 +30,13 @@ def test_collect_only_writes_the_page(tmp_path):
     assert main(["--collect-only", "--out", str(tmp_path / "runs"), "--doc", str(doc), "--epochs", "30"]) == 0
     assert "| Floating, w/ prior | 1 | 84.00 |" in doc.read_text()
     assert doc.with_suffix(".json").exists() and doc.with_suffix(".png").stat().st_size > 1000
+
+
+def test_fixed_prior_target_needs_the_memory_bound_too():
+    """86.5 % is not enough for the fixed-with-prior row if the model keeps more than 5.11e4 bits."""
+    full = [[16, 16, 16], [16]]      # 14,272 core entries: 61,312 bits
+    pruned = [[16, 7, 16], [16]]
+    for ranks, verdict in ((full, "not met"), (pruned, "met")):
+        s = summarize({"fixed_prior": [_epoch(1, 0.88, ranks)]})
+        row = next(line for line in write_table(s, 30, "cmd", "m").splitlines() if line.startswith("| Fixed, w/ prior"))
+        assert row.endswith(f"({verdict}) |"), row
