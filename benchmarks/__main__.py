@@ -33,17 +33,27 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     here = Path(__file__).parent
     result: dict = {"machine": machine()}
-    for info in sorted(pkgutil.iter_modules([str(here)]), key=lambda i: i.name):
-        if not info.name.startswith("bench_") or args.only not in info.name:
-            continue
-        start = time.time()
-        print(f"bench: {info.name} ...", file=sys.stderr, flush=True)
-        module = importlib.import_module(f"benchmarks.{info.name}")
-        for key, value in module.run().items():
-            if key in result:
-                raise SystemExit(f"bench: key {key!r} from {info.name} is already taken")
-            result[key] = value
-        print(f"bench: {info.name} done in {time.time() - start:.1f} s", file=sys.stderr, flush=True)
+    # Simulator builds and cocotb runs write to file descriptor 1 from subprocesses: point it at stderr while
+    # the modules run, so that stdout carries the JSON object and nothing else.
+    sys.stdout.flush()
+    json_out = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        for info in sorted(pkgutil.iter_modules([str(here)]), key=lambda i: i.name):
+            if not info.name.startswith("bench_") or args.only not in info.name:
+                continue
+            start = time.time()
+            print(f"bench: {info.name} ...", file=sys.stderr, flush=True)
+            module = importlib.import_module(f"benchmarks.{info.name}")
+            for key, value in module.run().items():
+                if key in result:
+                    raise SystemExit(f"bench: key {key!r} from {info.name} is already taken")
+                result[key] = value
+            print(f"bench: {info.name} done in {time.time() - start:.1f} s", file=sys.stderr, flush=True)
+    finally:
+        sys.stdout.flush()
+        os.dup2(json_out, 1)
+        os.close(json_out)
     text = json.dumps(result, indent=2, sort_keys=True)
     print(text)
     if args.out:
