@@ -3,7 +3,8 @@
 * ``train_samples_per_s_emulated``: the host trainer (host/trainer.py), fixed point, on the emulated device
   (the golden executor), batch 32, Table 3.3 model at rank 16 with the prior: whole training steps (upload,
   forward and backward programs, softmax cross-entropy, Adam, eq. 3.4, scale tracking) on Fashion-MNIST
-  images, after a warm-up in which the exponents settle. The target is >= 333 (one 60,000-image epoch in
+  images (the full training set when installed, else the committed subset: key ``train_data``), after a
+  warm-up in which the exponents settle. The target is >= 333 (one 60,000-image epoch in
   <= 3 minutes).
 * ``train_samples_per_s_float``: the PyTorch float32 reference (sw/tt/train.py), batch 32, one thread.
 
@@ -29,14 +30,21 @@ def _timed(step, n_steps: int):
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def run(warmup: int = 30, steps: int = 60) -> dict:
+def run(warmup: int = 60, steps: int = 90) -> dict:
     import torch
     from ultratrain.host.cli import load_training_data
+    from ultratrain.host.data import DatasetError
     from ultratrain.host.trainer import TrainConfig, Trainer
     from ultratrain.sw.tt.train import FloatTrainer
 
     torch.set_num_threads(1)
-    data = load_training_data(SUBSET)
+    # The full training set when it is installed: the step time depends on the data (the scales the tracker
+    # settles on), and the committed 3,000-image subset measured ~35 % slower than the 60,000 images the
+    # target is about. Without the dataset the subset stands in, and the key train_data says so.
+    try:
+        data, source = load_training_data(None), "fashion-mnist"
+    except DatasetError:
+        data, source = load_training_data(SUBSET), "subset"
     batch = 32
     n = len(data[1]) // batch
 
@@ -60,6 +68,7 @@ def run(warmup: int = 30, steps: int = 60) -> dict:
         "emulated_epoch_minutes_cpu": round(60000 / (steps * batch / cpu) / 60, 2),
         "train_samples_per_s_float": round(4 * steps * batch / fwall, 1),
         "train_samples_per_cpu_s_float": round(4 * steps * batch / fcpu, 1),
+        "train_data": source,
     }
 
 
