@@ -38,9 +38,9 @@ def run(warmup: int = 60, steps: int = 90) -> dict:
     from ultratrain.sw.tt.train import FloatTrainer
 
     torch.set_num_threads(1)
-    # The full training set when it is installed: the step time depends on the data (the scales the tracker
-    # settles on), and the committed 3,000-image subset measured ~35 % slower than the 60,000 images the
-    # target is about. Without the dataset the subset stands in, and the key train_data says so.
+    # The full training set when it is installed: the committed 3,000-image subset measured ~35 % slower per
+    # step than the 60,000 images the target is about (a data-dependent cost not traced yet). Without the
+    # dataset the subset stands in, and the key train_data says so.
     try:
         data, source = load_training_data(None), "fashion-mnist"
     except DatasetError:
