@@ -79,10 +79,11 @@ def summarize(result: dict) -> dict:
                 continue
             cycles[e["op"]] += e["cycles"]
             macs[e["op"]] += e["macs"]
-            roof[e["op"]] += roofline_cycles(e)
+            bound = roofline_cycles(e)
+            roof[e["op"]] += bound
             if larger_than_one_buffer(e):
                 big_cycles[e["op"]] += e["cycles"]
-                big_roof[e["op"]] += roofline_cycles(e)
+                big_roof[e["op"]] += bound
     kinds = sorted(cycles)
     rtl_cycles = {k: cycles[k] for k in kinds}
     rtl_cycles["training_step"] = step_cycles

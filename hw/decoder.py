@@ -99,7 +99,9 @@ class Decoder(wiring.Component):
         pitch = Signal(16)
         m.d.comb += pitch.eq(((f.d + cfg.pe2_rows - 1) // cfg.pe2_rows) * cfg.pe2_rows)
         pe2_words = Signal(32)
-        m.d.comb += pe2_words.eq((narrow_product(pitch[:(cfg.pe2_rows * cfg.pe2_acc_depth).bit_length()], f.b[:cfg.pe2_buf_rows.bit_length()]) + lanes - 1) >> 4)
+        pitch_bits = (cfg.pe2_rows * cfg.pe2_acc_depth).bit_length()     # d <= pe2_rows * pe2_acc_depth
+        b_bits = cfg.pe2_buf_rows.bit_length()                           # b <= pe2_buf_rows
+        m.d.comb += pe2_words.eq((narrow_product(pitch[:pitch_bits], f.b[:b_bits]) + lanes - 1) >> 4)
         range_bad = Signal()
         with m.If(is_[Opcode.PE1]):
             m.d.comb += range_bad.eq(f.wofs + pe1_words > cfg.wmem_words)

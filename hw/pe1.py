@@ -79,9 +79,9 @@ class PE1(wiring.Component):
         nblocks = Signal(14)
         d_words = Signal(range(self.out_words + 1))                # ceil(d / 8)
         d_last = Signal(4)                                         # elements in a row's last word (1..8)
-        # Legal PE1 shapes have b c <= pe1_buf_elems / rows with c % 16 == 0 (decoder): b and c / 16 are small.
-        b_bits = (cfg.pe1_buf_elems // rows).bit_length()
-        c16_bits = (cfg.pe1_buf_elems // rows // 16).bit_length()
+        # Legal PE1 shapes have b (c / 16) <= words_per_row_max (decoder): b and c / 16 are small.
+        b_bits = (words_per_row_max * cols).bit_length()
+        c16_bits = words_per_row_max.bit_length()
         with m.If(self.start):
             prod = Signal(32)
             desc_c16 = (desc.c >> 4)[:c16_bits]
