@@ -67,7 +67,9 @@ class PE1(wiring.Component):
         m.submodules.outbuf = outbuf = PingPongBuffer(rows * 16 * beat_elems, self.out_words, granularity=16)
         m.submodules.ostage = ost = OutputStage(rows, self.acc_width)
         m.submodules.packer = packer = Packer()
-        m.submodules.dfifo = dfifo = fifo.SyncFIFOBuffered(width=16 * beat_elems + 5, depth=4)
+        # Depth 8: a word read at t is counted in `inflight` at t+1 and in the level at t+2 and leaves two cycles
+        # later, so the read-ahead needs four slots in flight to store one word per cycle (depth 4 gave 3 in 4).
+        m.submodules.dfifo = dfifo = fifo.SyncFIFOBuffered(width=16 * beat_elems + 5, depth=8)
 
         # ---- parameters latched at start ------------------------------------------------------------------
         words_per_row_max = self.words_per_row
@@ -99,6 +101,9 @@ class PE1(wiring.Component):
             return Mux(rows_left >= rows, rows, rows_left[:4])
 
         # ---- loader: A[a0:a0+8] -> input half ------------------------------------------------------------
+        # The read command of block i+1 goes out as soon as its half is free, while block i's beats still
+        # stream in, so the DRAM latency hides behind the previous block (both halves may be FILLING: the
+        # beats arrive in command order and `ld_half` follows them).
         ld_block = Signal(14)
         ld_rows_left = Signal(16)
         ld_addr = Signal(32)
@@ -106,36 +111,30 @@ class PE1(wiring.Component):
         ld_i = Signal(range(rows))
         ld_p = Signal(range(2 * words_per_row_max))
         with m.If(self.start):
-            m.d.sync += [ld_block.eq(0), ld_rows_left.eq(desc.a), ld_addr.eq(desc.src_a)]
-        with m.FSM(name="loader"):
-            with m.State("IDLE"):
-                with m.If(self.busy & (ld_block != nblocks) & ~self.start):
-                    m.next = "CMD"
-            with m.State("CMD"):
-                m.d.comb += [self.rd.cmd.valid.eq(inbuf.w_ready),
-                             self.rd.cmd.payload.addr.eq(ld_addr),
-                             self.rd.cmd.payload.beats.eq(narrow_product(row_beats, rows_in(ld_rows_left))),
-                             self.rd.cmd.payload.rows.eq(1), self.rd.cmd.payload.stride.eq(0),
-                             self.rd.cmd.payload.tag.eq(0)]
-                with m.If(self.rd.cmd.valid & self.rd.cmd.ready):
-                    m.d.comb += inbuf.w_acquire.eq(1)
-                    m.d.sync += [ld_half.eq(inbuf.w_next), ld_i.eq(0), ld_p.eq(0)]
-                    m.next = "DATA"
-            with m.State("DATA"):
-                beat = self.rd.data
-                m.d.comb += [beat.ready.eq(1), inbuf.w_sel.eq(ld_half), inbuf.w_addr.eq(ld_p >> 1),
-                             inbuf.w_data.eq(beat.payload.data.replicate(rows * lane_bits // cfg.axi_data_bits))]
-                with m.If(beat.valid):
-                    m.d.comb += inbuf.w_en.eq(1 << Cat(ld_p[0], ld_i))
-                    with m.If(ld_p == row_beats - 1):
-                        m.d.sync += [ld_p.eq(0), ld_i.eq(ld_i + 1)]
-                    with m.Else():
-                        m.d.sync += ld_p.eq(ld_p + 1)
-                    with m.If(beat.payload.last):
-                        m.d.comb += [inbuf.w_commit.eq(1), inbuf.w_commit_sel.eq(ld_half)]
-                        m.d.sync += [ld_block.eq(ld_block + 1), ld_rows_left.eq(ld_rows_left - rows),
-                                     ld_addr.eq(ld_addr + (bc << 4))]
-                        m.next = "IDLE"
+            m.d.sync += [ld_block.eq(0), ld_rows_left.eq(desc.a), ld_addr.eq(desc.src_a),
+                         ld_half.eq(inbuf.w_next), ld_i.eq(0), ld_p.eq(0)]
+        with m.If(self.busy & (ld_block != nblocks) & ~self.start):
+            m.d.comb += [self.rd.cmd.valid.eq(inbuf.w_ready),
+                         self.rd.cmd.payload.addr.eq(ld_addr),
+                         self.rd.cmd.payload.beats.eq(narrow_product(row_beats, rows_in(ld_rows_left))),
+                         self.rd.cmd.payload.rows.eq(1), self.rd.cmd.payload.stride.eq(0),
+                         self.rd.cmd.payload.tag.eq(0)]
+            with m.If(self.rd.cmd.valid & self.rd.cmd.ready):
+                m.d.comb += inbuf.w_acquire.eq(1)
+                m.d.sync += [ld_block.eq(ld_block + 1), ld_rows_left.eq(ld_rows_left - rows),
+                             ld_addr.eq(ld_addr + (bc << 4))]
+        beat = self.rd.data
+        m.d.comb += [beat.ready.eq(1), inbuf.w_sel.eq(ld_half), inbuf.w_addr.eq(ld_p >> 1),
+                     inbuf.w_data.eq(beat.payload.data.replicate(rows * lane_bits // cfg.axi_data_bits))]
+        with m.If(beat.valid & ~self.start):
+            m.d.comb += inbuf.w_en.eq(1 << Cat(ld_p[0], ld_i))
+            with m.If(ld_p == row_beats - 1):
+                m.d.sync += [ld_p.eq(0), ld_i.eq(ld_i + 1)]
+            with m.Else():
+                m.d.sync += ld_p.eq(ld_p + 1)
+            with m.If(beat.payload.last):
+                m.d.comb += [inbuf.w_commit.eq(1), inbuf.w_commit_sel.eq(ld_half)]
+                m.d.sync += [ld_half.eq(~ld_half), ld_i.eq(0), ld_p.eq(0)]
 
         # ---- compute: issue stage ------------------------------------------------------------------------
         cp_block = Signal(14)

@@ -105,33 +105,30 @@ class PE2(wiring.Component):
             return src, dst, finished, advance
 
         # ---- loader --------------------------------------------------------------------------------------
+        # As in PE1: the next block's read command goes out as soon as its half is free, so the DRAM latency
+        # hides behind the beats of the block before; `ld_half` follows the beats (they arrive in order).
         ld_src, _, ld_done, ld_advance = walker("ld", 0, 0)
         ld_half = Signal()
         ld_beat = Signal(range(2 * cfg.pe2_buf_rows))
-        with m.FSM(name="loader"):
-            with m.State("IDLE"):
-                with m.If(self.busy & ~ld_done & ~self.start):
-                    m.next = "CMD"
-            with m.State("CMD"):
-                cmd = self.rd.cmd
-                m.d.comb += [cmd.valid.eq(inbuf.w_ready), cmd.payload.addr.eq(ld_src),
-                             cmd.payload.beats.eq(halves), cmd.payload.rows.eq(desc.b),
-                             cmd.payload.stride.eq(desc.c << 1), cmd.payload.tag.eq(0)]
-                with m.If(cmd.valid & cmd.ready):
-                    m.d.comb += inbuf.w_acquire.eq(1)
-                    m.d.sync += [ld_half.eq(inbuf.w_next), ld_beat.eq(0)]
-                    ld_advance()
-                    m.next = "DATA"
-            with m.State("DATA"):
-                beat = self.rd.data
-                m.d.comb += [beat.ready.eq(1), inbuf.w_sel.eq(ld_half), inbuf.w_addr.eq(ld_beat >> 1),
-                             inbuf.w_data.eq(beat.payload.data.replicate(halves))]
-                with m.If(beat.valid):
-                    m.d.comb += inbuf.w_en.eq(1 << ld_beat[0])
-                    m.d.sync += ld_beat.eq(ld_beat + 1)
-                    with m.If(beat.payload.last):
-                        m.d.comb += [inbuf.w_commit.eq(1), inbuf.w_commit_sel.eq(ld_half)]
-                        m.next = "IDLE"
+        with m.If(self.start):
+            m.d.sync += [ld_half.eq(inbuf.w_next), ld_beat.eq(0)]
+        with m.If(self.busy & ~ld_done & ~self.start):
+            cmd = self.rd.cmd
+            m.d.comb += [cmd.valid.eq(inbuf.w_ready), cmd.payload.addr.eq(ld_src),
+                         cmd.payload.beats.eq(halves), cmd.payload.rows.eq(desc.b),
+                         cmd.payload.stride.eq(desc.c << 1), cmd.payload.tag.eq(0)]
+            with m.If(cmd.valid & cmd.ready):
+                m.d.comb += inbuf.w_acquire.eq(1)
+                ld_advance()
+        beat = self.rd.data
+        m.d.comb += [beat.ready.eq(1), inbuf.w_sel.eq(ld_half), inbuf.w_addr.eq(ld_beat >> 1),
+                     inbuf.w_data.eq(beat.payload.data.replicate(halves))]
+        with m.If(beat.valid & ~self.start):
+            m.d.comb += inbuf.w_en.eq(1 << ld_beat[0])
+            m.d.sync += ld_beat.eq(ld_beat + 1)
+            with m.If(beat.payload.last):
+                m.d.comb += [inbuf.w_commit.eq(1), inbuf.w_commit_sel.eq(ld_half)]
+                m.d.sync += [ld_half.eq(~ld_half), ld_beat.eq(0)]
 
         # ---- compute issue -------------------------------------------------------------------------------
         cp_blocks_left = Signal(32)

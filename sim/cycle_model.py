@@ -9,8 +9,9 @@ where ``issue`` covers fetching the 64-byte descriptor over AXI, decoding and st
 the 32-byte write-back; the unit time depends on the unit:
 
 * **PE1 / PE2** (ping-pong buffered, thesis Algorithms 3 and 4): the operand is split into blocks (PE1: 8 rows
-  ``A[a0:a0+8, :, :]``; PE2: one ``A[i, :, j:j+16]``). Each block is loaded (a read command, the AXI read
-  latency, one cycle per 128-bit beat), computed (PE1: ``d * b * c / 16`` cycles for up to 8 rows; PE2:
+  ``A[a0:a0+8, :, :]``; PE2: one ``A[i, :, j:j+16]``). Each block is loaded (a read command, issued as soon
+  as its buffer half is free, then the AXI read latency, which hides behind the previous block's beats, and
+  one cycle per 128-bit beat), computed (PE1: ``d * b * c / 16`` cycles for up to 8 rows; PE2:
   ``b * ceil(d / 8)`` cycles) and stored (one cycle per beat, plus the command). Load, compute and store of
   consecutive blocks overlap through two buffer halves on each side; :func:`pipeline_cycles` solves the
   resulting recurrence exactly (it extrapolates once the schedule is periodic).
@@ -53,13 +54,13 @@ class CycleParams:
     issue: int = 17             # controller: descriptor fetch (4 beats), decode, check, start, write-back
     rd_latency: int = 0         # AR handshake -> first R beat (the DRAM's latency: AxiRam in simulation)
     wr_latency: int = 10         # last W beat -> B response (beyond what the unit's done condition overlaps)
-    pe1_load_gap: int = 4       # loader FSM cycles around each block's read command
+    pe1_load_gap: int = 5       # block's read command -> its first beat (AXI master), beyond rd_latency
     pe1_load_cpb: float = 1.0   # cycles per loaded beat
     pe1_store_gap: int = 0      # store FSM cycles around each block's write command
-    pe1_store_cpw: float = 4 / 3  # cycles per output-buffer word (8 elements of one row) read into the packer
+    pe1_store_cpw: float = 1.0  # cycles per output-buffer word (8 elements of one row) read into the packer
     pe1_block_gap: int = 1      # compute FSM cycles between blocks
     pe1_pipe: int = 5          # compute end -> first store (memory read, products, row sums, output stage)
-    pe2_load_gap: int = 4
+    pe2_load_gap: int = 3
     pe2_load_cpb: float = 1.0   # cycles per loaded beat (runs of two beats, one burst each)
     pe2_store_gap: int = 2
     pe2_store_cpb: float = 1.0  # cycles per stored beat (accumulator bank -> output stage -> FIFO -> AXI)
@@ -139,48 +140,52 @@ class ProgramCost:
 
 
 def pipeline_cycles(n: int, load: int, compute: int, store: int, pipe: int = 0, gap: int = 0,
-                    last: tuple | None = None) -> int:
-    """Cycles from the first load until the last store of ``n`` blocks through a 3-stage double-buffered pipeline.
+                    last: tuple | None = None, lead: int = 0) -> int:
+    """Cycles from the first read command until the last store of ``n`` blocks through a 3-stage double-buffered
+    pipeline.
 
-    Block ``i`` may load once the compute of block ``i-2`` released its input half, compute once it is loaded,
-    block ``i-1`` computed (plus ``gap``) and the store of block ``i-2`` drained its output half, and store
-    ``pipe`` cycles after its compute ends, once the store of block ``i-1`` finished. ``last`` gives the
-    ``(load, compute, store)`` of a shorter final block. Exact; once three consecutive full blocks advance by
-    the same period the rest is extrapolated.
+    Block ``i``'s read command goes out one cycle after block ``i-1``'s, once the compute of block ``i-2``
+    released its input half; its ``load`` beats arrive from ``lead`` cycles after the command, behind those of
+    block ``i-1`` (the read channel is in order), so the latency of one block hides behind the beats of the
+    one before. Block ``i`` computes once it is loaded, block ``i-1`` computed (plus ``gap``) and the store of
+    block ``i-2`` drained its output half, and stores ``pipe`` cycles after its compute ends, once the store of
+    block ``i-1`` finished. ``last`` gives the ``(load, compute, store)`` of a shorter final block. Exact; once
+    three consecutive full blocks advance by the same period the rest is extrapolated.
     """
     if n <= 0:
         return 0
     last = (load, compute, store) if last is None else last
-    ce = [-10**18, -10**18]          # compute ends of blocks i-2, i-1
-    se = [-10**18, -10**18]          # store ends of blocks i-2, i-1
-    le_prev = 0
+    neg = -10**18
+    ce = [neg, neg]          # compute ends of blocks i-2, i-1
+    se = [neg, neg]          # store ends of blocks i-2, i-1
+    le_prev, cmd_prev = neg, neg
     periods = []
     i = 0
     full = n - 1 if last != (load, compute, store) else n
     while i < n:
         L, C, S = (load, compute, store) if i < full else last
-        ls = max(le_prev, ce[0]) if i >= 2 else le_prev
-        le = ls + L
-        cs = max(le, ce[1] + gap if i >= 1 else le, se[0] if i >= 2 else le)
+        cmd = max(cmd_prev + 1, ce[0], 0)
+        le = max(cmd + lead, le_prev) + L
+        cs = max(le, ce[1] + gap, se[0])
         ce_i = cs + C
-        ss = max(ce_i + pipe, se[1] if i >= 1 else 0)
+        ss = max(ce_i + pipe, se[1])
         se_i = ss + S
         if i >= 1 and i < full:
             periods.append(se_i - se[1])
             if len(periods) >= 4 and periods[-1] == periods[-2] == periods[-3] == periods[-4] and \
-                    ce_i - ce[1] == periods[-1] and le - le_prev == periods[-1]:
+                    ce_i - ce[1] == periods[-1] and le - le_prev == periods[-1] and cmd - cmd_prev == periods[-1]:
                 # Periodic: every time of blocks i+1 .. full-1 is this block's plus a multiple of the period.
                 skip = full - 1 - i
                 if skip > 0:
                     p = periods[-1] * skip
                     ce = [ce[1] + p, ce_i + p]
                     se = [se[1] + p, se_i + p]
-                    le_prev = le + p
+                    le_prev, cmd_prev = le + p, cmd + p
                     i = full
                     continue
         ce = [ce[1], ce_i]
         se = [se[1], se_i]
-        le_prev = le
+        le_prev, cmd_prev = le, cmd
         i += 1
     return se[1]
 
@@ -271,23 +276,25 @@ class CycleModel:
         words_per_row = _beats(d, cfg)
 
         def block(r):
-            load = round(p.pe1_load_gap + p.rd_latency + _beats(r * b * c, cfg) * p.pe1_load_cpb)
+            load = round(_beats(r * b * c, cfg) * p.pe1_load_cpb)
             compute = d * b * c // cfg.pe1_cols
             store = round(p.pe1_store_gap + max(r * words_per_row * p.pe1_store_cpw, _beats(r * d, cfg)))
             return load, compute, store
 
         full, tail = block(rows), block(tail_rows)
-        unit = pipeline_cycles(n, *full, pipe=p.pe1_pipe, gap=p.pe1_block_gap, last=tail) + p.wr_latency
+        unit = pipeline_cycles(n, *full, pipe=p.pe1_pipe, gap=p.pe1_block_gap, last=tail,
+                               lead=p.pe1_load_gap + p.rd_latency) + p.wr_latency
         busy = n * full[1]
         return InstructionCost(p.issue + unit, busy, "PE1", n * full[0], n * full[2], p.issue)
 
     def _pe2(self, a: int, b: int, c: int, d: int) -> InstructionCost:
         p, cfg = self.params, self.cfg
         n = a * (c // cfg.pe2_cols)
-        load = round(p.pe2_load_gap + p.rd_latency + _beats(b * cfg.pe2_cols, cfg) * p.pe2_load_cpb)
+        load = round(_beats(b * cfg.pe2_cols, cfg) * p.pe2_load_cpb)
         compute = b * -(-d // cfg.pe2_rows)
         store = round(p.pe2_store_gap + _beats(d * cfg.pe2_cols, cfg) * p.pe2_store_cpb)
-        unit = pipeline_cycles(n, load, compute, store, pipe=p.pe2_pipe, gap=p.pe2_block_gap) + p.wr_latency
+        unit = pipeline_cycles(n, load, compute, store, pipe=p.pe2_pipe, gap=p.pe2_block_gap,
+                               lead=p.pe2_load_gap + p.rd_latency) + p.wr_latency
         return InstructionCost(p.issue + unit, n * compute, "PE2", n * load, n * store, p.issue)
 
     def _pe3(self, a: int, c: int, d: int, acc: bool) -> InstructionCost:
