@@ -17,11 +17,12 @@ import numpy as np
 
 from ultratrain.host.backends.emulated import EmulatedBackend
 from ultratrain.sim.compiler import NetworkSpec, TTLayerSpec, thesis_table33_network
-from ultratrain.sim.contract import DEFAULT_CONFIG, DESCRIPTOR_BYTES, Descriptor, HardwareConfig, decode_program
+from ultratrain.sim.contract import (DEFAULT_CONFIG, DESCRIPTOR_BYTES, Descriptor, Flag, HardwareConfig, Opcode,
+                                     decode_program, encode_program)
 from ultratrain.sim.executor import GoldenDevice, Memory
 
 __all__ = ["RecordingBackend", "RecordedRun", "Workload", "training_step", "small_network", "mask_cycles",
-           "NETWORKS"]
+           "NETWORKS", "pe3_multi_chunk", "PE3_MULTI_CHUNK_SHAPES"]
 
 
 @dataclass
@@ -67,7 +68,7 @@ def mask_cycles(image: np.ndarray, prog_addr: int, count: int) -> np.ndarray:
 
 @dataclass
 class Workload:
-    spec: NetworkSpec
+    spec: NetworkSpec | None       # None for a synthetic program (pe3_multi_chunk)
     batch: int
     runs: list[RecordedRun]
     regions: dict = field(default_factory=dict)     # name -> (addr, nbytes), for mismatch reports
@@ -125,3 +126,35 @@ def training_step(network: str = "small", batch: int = 8, seed: int = 0) -> Work
         for name, addr in runtime.rings.items():
             regions[f"ring:{name}"] = (addr, (len(runtime.net.programs[name]) + 1) * DESCRIPTOR_BYTES)
     return Workload(spec, batch, backend.runs, regions)
+
+
+# (a, c, d, ACC): outer products wider than one 16-lane chunk. The training programs' PE3 instructions are all
+# single chunks (c = 16: one dW block of the last core each), so the benchmark adds these to measure PE3 on
+# "operations larger than one buffer" (issue 3): the batch of 32, the last-core block height of 16, and the
+# extremes of the chunk pipeline (a short sweep d = 4 that the reads limit, a long drain d = 64, ACC).
+PE3_MULTI_CHUNK_SHAPES = ((32, 64, 16, False), (32, 256, 16, False), (32, 128, 64, False), (32, 128, 4, False),
+                          (8, 256, 16, False), (32, 128, 16, True), (32, 64, 4, True))
+
+
+def pe3_multi_chunk(seed: int = 0, shapes=PE3_MULTI_CHUNK_SHAPES) -> Workload:
+    """One program of PE3 instructions with several 16-wide chunks on random data, recorded on the golden device."""
+    rng = np.random.default_rng(seed)
+    backend = RecordingBackend(size=4 << 20)
+    descriptors, regions = [], {}
+    for i, (a, c, d, acc) in enumerate(shapes):
+        pitch_b = -(-d // 16) * 16                       # B's rows start on the contract's 32-byte alignment
+        src_a, src_b, dst = backend.alloc(2 * a * c), backend.alloc(2 * a * pitch_b), backend.alloc(2 * d * c)
+        backend.write(src_a, rng.integers(-512, 512, size=a * c))
+        backend.write(src_b, rng.integers(-512, 512, size=a * pitch_b))
+        backend.write(dst, rng.integers(-4096, 4096, size=d * c))
+        regions.update({f"pe3_{i}.A": (src_a, 2 * a * c), f"pe3_{i}.B": (src_b, 2 * a * pitch_b),
+                        f"pe3_{i}.dst": (dst, 2 * d * c)})
+        descriptors.append(Descriptor(Opcode.PE3, a=a, c=c, d=d, src_a=src_a, src_b=src_b, dst=dst, shift=6,
+                                      stride_a=c, stride_b=pitch_b, flags=Flag.ACC if acc else Flag.NONE))
+    raw = encode_program(descriptors + [Descriptor(Opcode.END)])
+    prog = backend.alloc(len(raw))
+    backend.write_bytes(prog, raw)
+    backend.next_name = "pe3_multi_chunk"
+    backend.run(prog, len(descriptors) + 1)
+    regions["ring:pe3_multi_chunk"] = (prog, len(raw))
+    return Workload(None, 0, backend.runs, regions)
