@@ -20,9 +20,10 @@ A byte-array model of the memory is the scoreboard:
 
 Commands include one-beat transfers, exactly one maximal burst (``max_burst`` beats), one beat less and
 more, 31/32/33 beats, long rows, multi-row commands (strides larger than, equal to, smaller than the row
-and zero for reads), and starts just below a 4 KiB boundary. Each cycle the bench drives its inputs at the
-falling edge and samples every handshake in the ReadOnly phase after it (the AXI master has combinational
-paths from the unit side to the AXI side). The seed is ``cocotb.RANDOM_SEED`` (printed by tests/hw/rtl.py).
+and zero for reads), starts just below a 4 KiB boundary and starts on one. Each cycle the bench drives its
+inputs at the falling edge and samples every handshake in the ReadOnly phase after it (the AXI master has
+combinational paths from the unit side to the AXI side). The seed is ``cocotb.RANDOM_SEED`` (printed by
+tests/hw/rtl.py).
 """
 
 from __future__ import annotations
@@ -145,6 +146,9 @@ class AxiMasterTB:
             # Just below a 4 KiB boundary, so that the first burst must stop there.
             page = rng.randint(1, RAM_SIZE // PAGE - 1)
             addr = page * PAGE - BEAT * rng.randint(1, min(beats, MAX_BURST + 1))
+        elif rng.random() < 0.2:
+            # Page-aligned: the only start from which a 4 KiB burst (max_burst = 256) can be issued whole.
+            addr = PAGE * rng.randrange(RAM_SIZE // PAGE)
         else:
             addr = BEAT * rng.randrange(RAM_SIZE // BEAT)
         addr = max(0, min(addr, RAM_SIZE - span))
@@ -394,6 +398,20 @@ async def axi_random_traffic(dut):
     for r in range(rounds):
         pauses = tb.set_pauses()
         writes, beats, reads = tb.make_round(tb.rng.randint(0, 4), tb.rng.randint(1, 5))
+        if r == 0:
+            # One maximal burst each way from a page start, whatever the draw: with max_burst = 256 a random
+            # command is rarely both 256 beats long and page-aligned.
+            used = {addr // PAGE for addr, _, _ in beats} | {a // PAGE for c in reads for a, _ in beat_addresses(c)}
+            free = [page for page in range(RAM_SIZE // PAGE) if page not in used]
+            assert len(free) >= 2, "the first round's draw left no two pages free"
+            for page, write in zip(free[-2:], (True, False)):
+                cmd = {"addr": page * PAGE, "beats": MAX_BURST, "rows": 1, "stride": MAX_BURST * BEAT, "tag": 0}
+                if write:
+                    writes.append(cmd)
+                    beats += [(addr, tb.rng.getrandbits(8 * BEAT), tb.random_strobe())
+                              for addr, _ in beat_addresses(cmd)]
+                else:
+                    reads.append(cmd)
         res = await tb.run_round(writes, beats, reads)
         tb.log.info("round %d: %d write / %d read commands, %d cycles; pauses %s", r, len(writes), len(reads),
                     res["cycles"], pauses)
