@@ -273,9 +273,15 @@ class AxiMasterTB:
         return s
 
     # -- one round of traffic --------------------------------------------------------------------------
-    async def run_round(self, writes, beats, reads, abort_at: int | None = None, timeout: int = 10_000) -> dict:
-        """Issue the commands and beats with random gaps and backpressure until all is done (or aborted)."""
+    async def run_round(self, writes, beats, reads, abort_at: int | None = None, timeout: int | None = None) -> dict:
+        """Issue the commands and beats with random gaps and backpressure until all is done (or aborted).
+
+        The liveness bound grows with the beats: with a W channel paused 80 % of the time and the unit's
+        beats 70 % late, a beat takes about 17 cycles on average, so 40 per beat leaves room for the worst draws.
+        """
         dut, rng = self.dut, self.rng
+        if timeout is None:
+            timeout = 10_000 + 40 * (len(beats) + sum(len(beat_addresses(c)) for c in reads))
         rd_q, wr_q, wb_q = deque(reads), deque(writes), deque(beats)
         rd_expect = deque()            # (address, tag, last) of every read beat, in order
         for cmd in reads:
