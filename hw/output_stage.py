@@ -17,8 +17,8 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["round_shift_logic", "saturate_logic", "OutputStage", "FMT_S16", "FMT_S8", "FMT_U8",
-           "LEFT_SHIFT_CLAMP"]
+__all__ = ["round_shift_logic", "saturate_logic", "OutputStage", "connect_beats_to_axi", "FMT_S16", "FMT_S8",
+           "FMT_U8", "LEFT_SHIFT_CLAMP"]
 
 FMT_S16, FMT_S8, FMT_U8 = 0, 1, 2
 LEFT_SHIFT_CLAMP = 17
@@ -160,3 +160,15 @@ class OutputStage(wiring.Component):
         with m.Elif(group_valid):
             m.d.sync += [self.saturated.eq(self.saturated + group_sat), self.sum_abs.eq(self.sum_abs + group_abs)]
         return m
+
+
+def connect_beats_to_axi(m: Module, ost: "OutputStage", beat_fifo, wr_data) -> None:
+    """Output stage -> ``beat_fifo`` -> the write-data stream of a DMA port, for units whose output-stage lanes
+    form one whole beat (PE2 and PE3: 8 lanes of 16 bits, all byte strobes set). The unit issues output-stage
+    inputs only while the FIFO has room for what is already in flight (it counts them itself)."""
+    lanes = ost.lanes
+    m.d.comb += [beat_fifo.w_en.eq(ost.o_valid),
+                 beat_fifo.w_data.eq(Cat(*[ost.o_data[i].as_unsigned() for i in range(lanes)])),
+                 wr_data.valid.eq(beat_fifo.r_rdy), wr_data.payload.data.eq(beat_fifo.r_data),
+                 wr_data.payload.strb.eq((1 << (len(wr_data.payload.data) // 8)) - 1),
+                 beat_fifo.r_en.eq(wr_data.ready)]

@@ -10,7 +10,8 @@ is simply a counter.
 
 Dataflow per block ``(a, c0)`` (Algorithm 4, c-chunks outer, a inner):
 
-* load ``A[a, :, c0:c0+16]`` (``b`` runs of two beats, ``c`` elements apart) into an input ping-pong half;
+* load ``A[a, :, c0:c0+16]`` (``b`` runs of two beats, ``c`` elements apart) into an input ping-pong half
+  (the read command goes out as soon as the half is free, behind the previous block's beats);
 * compute ``b x ceil(d/8)`` cycles into accumulator bank ``z``;
 * drain bank ``z`` while the next block computes into the other bank: ``d`` rows of 16 outputs, through the
   output stage, to ``dst[a, :, c0:c0+16]`` (``d`` runs of two beats).
@@ -21,12 +22,12 @@ written in the same cycle (combinational read), so consecutive updates of one wo
 Accumulator width: at most ``b <= pe2_buf_rows`` (512) products of magnitude ``<= 2**18``: 29 signed bits.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sim.contract import DEFAULT_CONFIG, HardwareConfig
-from .output_stage import OutputStage
+from .output_stage import OutputStage, connect_beats_to_axi
 from .pingpong import PingPongBuffer, PingPongControl
 from .ram import AsyncRAM
 from .unit import unit_members
@@ -237,11 +238,7 @@ class PE2(wiring.Component):
             lane = row_word.word_select(part * beat_elems + i, aw)
             m.d.comb += ost.i_acc[i].eq(lane.as_signed())
         m.d.comb += ost.i_valid.eq(dr_issue)
-        m.d.comb += [ofifo.w_en.eq(ost.o_valid),
-                     ofifo.w_data.eq(Cat(*[ost.o_data[i].as_unsigned() for i in range(beat_elems)])),
-                     self.wr.data.valid.eq(ofifo.r_rdy), self.wr.data.payload.data.eq(ofifo.r_data),
-                     self.wr.data.payload.strb.eq((1 << (cfg.axi_data_bits // 8)) - 1),
-                     ofifo.r_en.eq(self.wr.data.ready)]
+        connect_beats_to_axi(m, ost, ofifo, self.wr.data)
 
         # ---- done ----------------------------------------------------------------------------------------
         m.d.comb += [self.saturated.eq(ost.saturated), self.sum_abs.eq(ost.sum_abs)]

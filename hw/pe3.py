@@ -25,12 +25,12 @@ RAM is read-first. The drain reads its own copy (one write port, two read ports,
 block memories) one cycle ahead of the output stage.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sim.contract import DEFAULT_CONFIG, FIELD_MAX, Flag, HardwareConfig
-from .output_stage import OutputStage
+from .output_stage import OutputStage, connect_beats_to_axi
 from .pingpong import PingPongControl
 from .ram import AsyncRAM, SyncRAM
 from .unit import unit_members
@@ -277,11 +277,7 @@ class PE3(wiring.Component):
             m.d.comb += [ost.i_acc[i].eq(word[aw * i:aw * (i + 1)].as_signed()),
                          ost.i_addend[i].eq(addend[16 * i:16 * (i + 1)].as_signed())]
         m.d.comb += ost.i_valid.eq(pipe[0])
-        m.d.comb += [ofifo.w_en.eq(ost.o_valid),
-                     ofifo.w_data.eq(Cat(*[ost.o_data[i].as_unsigned() for i in range(beat_elems)])),
-                     self.wr.data.valid.eq(ofifo.r_rdy), self.wr.data.payload.data.eq(ofifo.r_data),
-                     self.wr.data.payload.strb.eq((1 << (cfg.axi_data_bits // 8)) - 1),
-                     ofifo.r_en.eq(self.wr.data.ready)]
+        connect_beats_to_axi(m, ost, ofifo, self.wr.data)
 
         m.d.comb += [self.saturated.eq(ost.saturated), self.sum_abs.eq(ost.sum_abs)]
         with m.If(self.busy & ~self.start & (dr_cj == c16) & drain_fsm.ongoing("IDLE") & (pending == 0)
