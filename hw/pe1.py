@@ -7,7 +7,9 @@ every row has an adder tree and an exact accumulator. Per cycle: 128 MACs.
 
 Dataflow per block of 8 rows (Algorithm 3, pipelined with two ping-pong buffers):
 
-* load: ``A[a0:a0+8, :, :]`` (contiguous in DRAM, ``8 b c`` elements) into the input ping-pong half;
+* load: ``A[a0:a0+8, :, :]`` (contiguous in DRAM, ``8 b c`` elements) into the input ping-pong half; the read
+  command goes out as soon as that half is free, while the previous block's beats still arrive, so the DRAM
+  latency is paid once per instruction rather than once per block;
 * compute: for each ``d``, for each of the ``b c / 16`` words of a row: 8 rows x 16 products; after the last
   word the 8 sums go through the output stage into the output ping-pong half (element ``d`` of each row);
 * store: the output half holds ``dst[a0:a0+8, :]``, contiguous in DRAM; it is read row by row and packed
