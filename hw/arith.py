@@ -4,7 +4,7 @@ Every PE latches a few sizes at the start of an instruction (``b c``, ``d c / 16
 decoder checks memory ranges with products of the same fields. Written as ``*``, synthesis gives each one a
 DSP48E2 of its own: Yosys put 10 of them beside the 272 data multipliers (282 against the thesis' 278,
 Table 3.5). In every one of these products one factor is bounded by the legality rules of the contract
-(sim/contract.py: ``b c <= pe1_buf_elems / pe1_rows`` for PE1, at most ``pe1_rows`` rows per block), so it
+(sim/contract.py: ``b c <= pe1_row_elems`` for PE1, at most ``pe1_rows`` rows per block), so it
 has only a few bits, and a sum of that many shifted copies of the other factor costs a few dozen LUTs.
 """
 

@@ -68,9 +68,9 @@ class Decoder(wiring.Component):
         zero_abcd = (f.a == 0) | (f.b == 0) | (f.c == 0) | (f.d == 0)
         zero_acd = (f.a == 0) | (f.c == 0) | (f.d == 0)
         zero_ac = (f.a == 0) | (f.c == 0)
-        # PE1 needs b c <= pe1_buf_elems / rows with c % 16 == 0, i.e. b (c / 16) <= limit16: compare the factors
+        # PE1 needs b c <= pe1_row_elems with c % 16 == 0, i.e. b (c / 16) <= limit16: compare the factors
         # first so that the product is only ever formed of small ones (arith.py: no DSP for it).
-        limit16 = cfg.pe1_buf_elems // cfg.pe1_rows // lanes
+        limit16 = cfg.pe1_row_words
         c16 = f.c >> 4
         bc16 = Signal(32)
         m.d.comb += bc16.eq(narrow_product(f.b[:limit16.bit_length()], c16[:limit16.bit_length()]))

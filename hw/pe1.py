@@ -18,7 +18,7 @@ Dataflow per block of 8 rows (Algorithm 3, pipelined with two ping-pong buffers)
 Compute time per block is ``b c d / 16`` cycles against ``b c`` beats loaded and ``d`` beats stored, so the
 array is the bottleneck whenever ``d >= 16``, and load/store hide behind it.
 
-Accumulator width: at most ``b c <= pe1_buf_elems / rows`` (512) products of magnitude ``<= 2**15 * 2**3``
+Accumulator width: at most ``b c <= pe1_row_elems`` (512) products of magnitude ``<= 2**15 * 2**3``
 (int16 data x int4 weight, the extreme being (-2**15)(-2**3)), so ``|acc| <= 2**27``: 29 signed bits.
 """
 
@@ -40,15 +40,14 @@ PRODUCT_MAX = (1 << 15) * (1 << 3)
 
 
 def pe1_acc_width(cfg: HardwareConfig = DEFAULT_CONFIG) -> int:
-    terms = cfg.pe1_buf_elems // cfg.pe1_rows
-    return (terms * PRODUCT_MAX).bit_length() + 1
+    return (cfg.pe1_row_elems * PRODUCT_MAX).bit_length() + 1
 
 
 class PE1(wiring.Component):
     def __init__(self, cfg: HardwareConfig = DEFAULT_CONFIG):
         self.cfg = cfg
         self.rows, self.cols = cfg.pe1_rows, cfg.pe1_cols
-        self.words_per_row = cfg.pe1_buf_elems // (self.rows * self.cols)   # input half: words of 16 per row
+        self.words_per_row = cfg.pe1_row_words                              # input half: words of 16 per row
         # d <= wmem_words * 16 / (b c) and b c >= 16, so d <= wmem_words: the output half's depth in 8-element words.
         self.d_max = cfg.wmem_words
         self.out_words = -(-self.d_max // 8)
@@ -75,7 +74,7 @@ class PE1(wiring.Component):
 
         # ---- parameters latched at start ------------------------------------------------------------------
         words_per_row_max = self.words_per_row
-        bc = Signal(range(cfg.pe1_buf_elems // rows + 1))
+        bc = Signal(range(cfg.pe1_row_elems + 1))
         row_words = Signal(range(words_per_row_max + 1))           # b c / 16
         row_beats = Signal(range(2 * words_per_row_max + 1))       # b c / 8
         c16 = Signal(12)

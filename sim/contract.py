@@ -116,6 +116,16 @@ class HardwareConfig:
     def peak_macs_per_cycle(self) -> int:
         return self.pe1_rows * self.pe1_cols
 
+    @property
+    def pe1_row_elems(self) -> int:
+        """Largest ``b c`` of a PE1 instruction: one row ``A[a, :, :]`` of a block of ``pe1_rows`` in a half."""
+        return self.pe1_buf_elems // self.pe1_rows
+
+    @property
+    def pe1_row_words(self) -> int:
+        """``pe1_row_elems`` in words of ``pe1_cols`` elements (the depth of PE1's input half)."""
+        return self.pe1_row_elems // self.pe1_cols
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -459,7 +469,7 @@ def check_descriptor(desc: Descriptor, cfg: HardwareConfig = DEFAULT_CONFIG) -> 
     sizes = {"PE1": "abcd", "PE2": "abcd", "PE3": "acd", "ACT_FWD": "ac", "ACT_BWD": "ac", "REDUCE": "ac"}[op.name]
     if any(getattr(desc, s) == 0 for s in sizes) or desc.c % lanes:
         return ErrorCode.BAD_SHAPE
-    if op == Opcode.PE1 and cfg.pe1_rows * desc.b * desc.c > cfg.pe1_buf_elems:
+    if op == Opcode.PE1 and desc.b * desc.c > cfg.pe1_row_elems:
         return ErrorCode.BAD_SHAPE
     if op == Opcode.PE2 and (desc.b > cfg.pe2_buf_rows or desc.d > cfg.pe2_rows * cfg.pe2_acc_depth):
         return ErrorCode.BAD_SHAPE
