@@ -110,7 +110,8 @@ def summarize(result: dict) -> dict:
         "pe_roofline_fraction_multi_block": {k: round(big_roof[k] / big_cycles[k], 4) for k in sorted(big_cycles)},
         "rtl_sim_cycles_per_s": round(step_cycles / wall),
         "rtl_workload": {"network": result["network"], "batch": result["batch"], "macs": total_macs,
-                         "descriptors": sum(len(r["descriptors"]) for r in result["runs"] if not r.get("extra")),
+                         "descriptors": sum(len(r["descriptors"]) for r in result["runs"]
+                                            if not r.get("extra")),
                          "roofline_cycles": round(sum(roof.values())),
                          "multi_block_instructions": dict(sorted(big_count.items())), "dram_model": "ut_axi_ram_model, latency 24"},
     }

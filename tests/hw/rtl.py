@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -52,17 +53,33 @@ if str(HERE) not in sys.path:
 def _source_hash(extra: str = "") -> str:
     """Hash of what the generated Verilog can depend on (a cheap first check before regenerating)."""
     h = hashlib.sha256(extra.encode())
-    for path in sorted((REPO / "hw").glob("*.py")) + [HERE / "harness.py", REPO / "sim" / "contract.py"]:
+    sources = [HERE / "harness.py", HERE / "rtl.py", REPO / "sim" / "contract.py"]
+    for path in sorted((REPO / "hw").glob("*.py")) + sources:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
-def write_verilog(name: str, factory, out: Path, extra_verilog: str = "") -> None:
+# Yosys' Verilog backend makes every ``always @*`` block read a dummy reg that it initialises in the declaration,
+# so that a simulator evaluates the block once at time 0. Icarus applies declaration initialisers before any
+# process waits, so such a block first runs when one of its real inputs changes: the outputs of a module whose
+# inputs stay constant through reset (the controller's FSM while idle, the unit multiplexer of the top) stay X,
+# and cocotbext-axi's monitors stop on them. Under Icarus the dummy is assigned by an ``initial #0`` instead,
+# which runs after every ``always`` block has started waiting on it.
+_YOSYS_TIME0_TRIGGER = re.compile(r"reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) +=\s*0;")
+
+
+def icarus_time0(text: str) -> str:
+    return _YOSYS_TIME0_TRIGGER.sub(lambda m: f"reg {m[1]} ;\n  initial #0 {m[1]} = 1'h0;", text)
+
+
+def write_verilog(name: str, factory, out: Path, extra_verilog: str = "", sim: str = "verilator") -> None:
     from amaranth.back import verilog
 
     from ultratrain.hw.ram import RAM_VERILOG
     text = verilog.convert(factory(), name=name, emit_src=False)
+    if sim == "icarus":
+        text = icarus_time0(text)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text + RAM_VERILOG + extra_verilog)
@@ -93,7 +110,7 @@ def build(name: str, factory, sim: str | None = None, key: str = "", extra_veril
         if not current and stamp.exists() and source.exists():
             # Sources changed: if the Verilog comes out the same, the existing build is still good.
             fresh = source.with_suffix(".new")
-            write_verilog(name, factory, fresh, extra_verilog)
+            write_verilog(name, factory, fresh, extra_verilog, sim)
             if fresh.read_text() == source.read_text():
                 current = True
                 stamp.write_text(digest)
@@ -101,7 +118,7 @@ def build(name: str, factory, sim: str | None = None, key: str = "", extra_veril
         if not current:
             if build_dir.exists():
                 shutil.rmtree(build_dir)
-            write_verilog(name, factory, source, extra_verilog)
+            write_verilog(name, factory, source, extra_verilog, sim)
         else:
             runner._build_command = lambda: []
         runner.build(sources=[source], hdl_toplevel=name, build_dir=build_dir, always=True,

@@ -94,8 +94,8 @@ async def bench_training_step(dut):
                             "flags": int(desc.flags), "macs": desc.macs(), "cycles": got.cycles,
                             "stalls": got.stall_cycles})
         cycles = regs["CYCLES_LO"] | regs["CYCLES_HI"] << 32
-        result["runs"].append({"name": run.name, "extra": extra, "cycles": cycles, "wall_s": wall, "words_loaded": loaded,
-                               "registers": regs, "descriptors": entries})
+        result["runs"].append({"name": run.name, "extra": extra, "cycles": cycles, "wall_s": wall,
+                               "words_loaded": loaded, "registers": regs, "descriptors": entries})
         dut._log.info("%s: %d descriptors, %d cycles in %.2f s (%.0f cycles/s)", run.name, run.count, cycles, wall,
                       cycles / wall)
     with open(out, "w") as f:
