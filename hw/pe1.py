@@ -68,8 +68,8 @@ class PE1(wiring.Component):
         m.submodules.outbuf = outbuf = PingPongBuffer(rows * 16 * beat_elems, self.out_words, granularity=16)
         m.submodules.ostage = ost = OutputStage(rows, self.acc_width)
         m.submodules.packer = packer = Packer()
-        # Depth 8: a word read at t is counted in `inflight` at t+1 and in the level at t+2 and leaves two cycles
-        # later, so the read-ahead needs four slots in flight to store one word per cycle (depth 4 gave 3 in 4).
+        # Depth 8: the store reads ahead while level + in flight < depth - 1; with depth 4 that throttled it to 3
+        # words in 4 cycles (measured), 8 covers the read-to-FIFO round trip at one word per cycle.
         m.submodules.dfifo = dfifo = fifo.SyncFIFOBuffered(width=16 * beat_elems + 5, depth=8)
 
         # ---- parameters latched at start ------------------------------------------------------------------
