@@ -1,0 +1,72 @@
+"""The pieces around the RTL benches that run without a simulator: the Icarus build fix of tests/hw/rtl.py,
+the multi-chunk PE3 workload, and how benchmarks/bench_rtl.py sums a bench's runs."""
+
+import re
+
+from benchmarks.bench_rtl import roofline_cycles, summarize
+from ultratrain.sim.contract import Flag, Opcode
+
+from .rtl import icarus_time0
+from .workloads import PE3_MULTI_CHUNK_SHAPES, pe3_multi_chunk
+
+YOSYS_MODULE = """module m(a, y);
+  reg \\$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+  reg keep = 0;
+  input a; wire a;
+  output y; reg y;
+  always @* begin
+    if (\\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    y = a;
+  end
+endmodule
+"""
+
+
+def test_icarus_time0_moves_the_trigger_initialiser_to_an_initial_block():
+    out = icarus_time0(YOSYS_MODULE)
+    name = "\\$auto$verilog_backend.cc:2355:dump_module$1"
+    assert f"reg {name} ;" in out and f"initial #0 {name} = 1'h0;" in out
+    assert not re.search(r"dump_module\$1\s+=\s*0;", out.split("initial")[0])     # no declaration initialiser left
+    assert "reg keep = 0;" in out                                                    # other regs untouched
+    assert icarus_time0(out) == out                                                  # applying it twice is harmless
+    assert out.count("if (" + name + " ) begin end") == 1                          # the always block still reads it
+
+
+def test_pe3_multi_chunk_workload_is_legal_and_records_the_golden_result():
+    work = pe3_multi_chunk(seed=3)
+    (run,) = work.runs
+    descs = run.descriptors()
+    assert [(d.a, d.c, d.d, bool(d.flags & Flag.ACC)) for d in descs[:-1]] == list(PE3_MULTI_CHUNK_SHAPES)
+    assert descs[-1].opcode == Opcode.END
+    assert all(d.c > 16 for d in descs[:-1])                        # every one is larger than one chunk
+    assert (run.before != run.after).any()                          # the golden device wrote the results
+    assert work.macs() == sum(a * c * d for a, c, d, _ in PE3_MULTI_CHUNK_SHAPES)
+
+
+def _entry(op, a=0, b=0, c=0, d=0, cycles=0, flags=0):
+    macs = a * b * c * d if op in ("PE1", "PE2") else a * c * d if op == "PE3" else 0
+    return {"op": op, "a": a, "b": b, "c": c, "d": d, "flags": flags, "macs": macs, "cycles": cycles}
+
+
+def test_summarize_keeps_extra_runs_out_of_the_step_but_in_the_multi_block_fractions():
+    step = {"name": "backward", "extra": False, "cycles": 10_000, "wall_s": 1.0,
+            "descriptors": [_entry("PE1", 64, 1, 256, 16, cycles=2_200), _entry("PE3", 32, 1, 16, 16, cycles=600),
+                            _entry("END")]}
+    extra = {"name": "pe3_multi_chunk", "extra": True, "cycles": 50_000, "wall_s": 9.0,
+             "descriptors": [_entry("PE3", 32, 1, 64, 16, cycles=2_200), _entry("END")]}
+    s = summarize({"network": "thesis", "batch": 32, "runs": [step, extra]})
+    assert s["rtl_cycles"]["training_step"] == 10_000
+    assert s["rtl_cycles"]["PE3"] == 600                              # the extra PE3 instruction is not in it
+    assert s["rtl_sim_cycles_per_s"] == 10_000                         # nor is its wall time
+    assert s["rtl_workload"]["descriptors"] == 3
+    assert s["rtl_workload"]["multi_block_instructions"] == {"PE1": 1, "PE3": 1}
+    assert s["pe_roofline_fraction_multi_block"]["PE3"] == round(32 * 64 * 16 / 16 / 2_200, 4)
+    assert s["pe_roofline_fraction_multi_block"]["PE1"] == round(64 * 256 * 16 / 128 / 2_200, 4)
+
+
+def test_pe3_roofline_counts_the_old_result_read_of_acc():
+    plain = _entry("PE3", 1, 1, 64, 64)
+    acc = dict(plain, flags=int(Flag.ACC))
+    # a = 1 row: 4 chunks x (2 + 8) beats read; ACC adds the 64 x 64 old result, 512 beats, so reads dominate.
+    assert roofline_cycles(plain) == 512            # the 512 beats written
+    assert roofline_cycles(acc) == 40 + 512         # the reads, old result included
