@@ -21,7 +21,8 @@ Keys (issue 3):
 
 Setup: ``ut_axi_ram_model`` as DRAM (read latency 24 cycles, one beat per cycle per channel), batch 32 (the
 trainer's default), exponents from the host's own calibration (tests/hw/workloads.py).
-``ULTRATRAIN_BENCH_NETWORK`` / ``ULTRATRAIN_BENCH_BATCH`` override the workload.
+``ULTRATRAIN_BENCH_NETWORK`` / ``ULTRATRAIN_BENCH_BATCH`` override the workload;
+``ULTRATRAIN_BENCH_PE3_MULTI_CHUNK=0`` leaves out the multi-chunk PE3 program.
 """
 
 from __future__ import annotations
