@@ -77,7 +77,8 @@ def larger_than_one_buffer(e: dict) -> bool:
 def summarize(result: dict) -> dict:
     cycles, macs, roof = defaultdict(int), defaultdict(int), defaultdict(float)
     big_cycles, big_roof, big_count = defaultdict(int), defaultdict(float), defaultdict(int)
-    step_cycles = 0
+    step_runs = [r for r in result["runs"] if not r.get("extra")]
+    step_cycles = sum(r["cycles"] for r in step_runs)
     for run in result["runs"]:
         for e in run["descriptors"]:
             if e["op"] == "END":
@@ -87,14 +88,10 @@ def summarize(result: dict) -> dict:
                 big_cycles[e["op"]] += e["cycles"]
                 big_roof[e["op"]] += bound
                 big_count[e["op"]] += 1
-    for run in (r for r in result["runs"] if not r.get("extra")):
-        step_cycles += run["cycles"]
-        for e in run["descriptors"]:
-            if e["op"] == "END":
-                continue
-            cycles[e["op"]] += e["cycles"]
-            macs[e["op"]] += e["macs"]
-            roof[e["op"]] += roofline_cycles(e)
+            if not run.get("extra"):
+                cycles[e["op"]] += e["cycles"]
+                macs[e["op"]] += e["macs"]
+                roof[e["op"]] += bound
     kinds = sorted(cycles)
     rtl_cycles = {k: cycles[k] for k in kinds}
     rtl_cycles["training_step"] = step_cycles
@@ -103,7 +100,7 @@ def summarize(result: dict) -> dict:
     util["training_step"] = round(total_macs / (PEAK * step_cycles), 4)
     fraction = {k: round(roof[k] / cycles[k], 4) for k in kinds if cycles[k]}
     fraction["training_step"] = round(sum(roof.values()) / step_cycles, 4)
-    wall = sum(r["wall_s"] for r in result["runs"] if not r.get("extra"))
+    wall = sum(r["wall_s"] for r in step_runs)
     return {
         "rtl_cycles": rtl_cycles,
         "pe_utilization": util,
@@ -111,10 +108,10 @@ def summarize(result: dict) -> dict:
         "pe_roofline_fraction_multi_block": {k: round(big_roof[k] / big_cycles[k], 4) for k in sorted(big_cycles)},
         "rtl_sim_cycles_per_s": round(step_cycles / wall),
         "rtl_workload": {"network": result["network"], "batch": result["batch"], "macs": total_macs,
-                         "descriptors": sum(len(r["descriptors"]) for r in result["runs"]
-                                            if not r.get("extra")),
+                         "descriptors": sum(len(r["descriptors"]) for r in step_runs),
                          "roofline_cycles": round(sum(roof.values())),
-                         "multi_block_instructions": dict(sorted(big_count.items())), "dram_model": "ut_axi_ram_model, latency 24"},
+                         "multi_block_instructions": dict(sorted(big_count.items())),
+                         "dram_model": "ut_axi_ram_model, latency 24"},
     }
 
 
