@@ -17,8 +17,8 @@ import numpy as np
 
 from ultratrain.host.backends.emulated import EmulatedBackend
 from ultratrain.sim.compiler import NetworkSpec, TTLayerSpec, thesis_table33_network
-from ultratrain.sim.contract import (DEFAULT_CONFIG, DESCRIPTOR_BYTES, Descriptor, Flag, HardwareConfig, Opcode,
-                                     decode_program, encode_program)
+from ultratrain.sim.contract import (DEFAULT_CONFIG, DESCRIPTOR_BYTES, WMEM_LANES, Descriptor, Flag, HardwareConfig,
+                                     Opcode, decode_program, encode_program)
 from ultratrain.sim.executor import GoldenDevice, Memory
 
 __all__ = ["RecordingBackend", "RecordedRun", "Workload", "training_step", "small_network", "mask_cycles",
@@ -142,7 +142,7 @@ def pe3_multi_chunk(seed: int = 0, shapes=PE3_MULTI_CHUNK_SHAPES) -> Workload:
     backend = RecordingBackend(size=4 << 20)
     descriptors, regions = [], {}
     for i, (a, c, d, acc) in enumerate(shapes):
-        pitch_b = -(-d // 16) * 16                       # B's rows start on the contract's 32-byte alignment
+        pitch_b = -(-d // WMEM_LANES) * WMEM_LANES       # PE3 strides are whole lanes (check_descriptor)
         src_a, src_b, dst = backend.alloc(2 * a * c), backend.alloc(2 * a * pitch_b), backend.alloc(2 * d * c)
         backend.write(src_a, rng.integers(-512, 512, size=a * c))
         backend.write(src_b, rng.integers(-512, 512, size=a * pitch_b))
