@@ -69,13 +69,23 @@ def _profiles(quick: bool) -> tuple[MapConfig, SghmcConfig, FashionConfig]:
     return MapConfig(epochs=40, batch_size=100), SghmcConfig(), FashionConfig()
 
 
-def _fashion_data(data_dir, limit_train=None):
+def _fashion_data(data_dir, limit_train=None, validation=0):
+    """Standardized train and evaluation tensors.
+
+    With ``validation = N > 0`` the last N training images are held out and returned as the evaluation set, and
+    the test set is not read at all: hyper-parameters are chosen on that split, never on the test set.
+    """
     from ultratrain.host.data import load_fashion_mnist
     train = load_fashion_mnist("train", data_dir=data_dir, limit=limit_train)
-    test = load_fashion_mnist("test", data_dir=data_dir)
     x = standardize_images(train.images).reshape(len(train), -1)
+    y = torch.from_numpy(train.labels.astype(np.int64))
+    if validation:
+        if validation >= len(train):
+            raise ValueError(f"--validation {validation} leaves no training images (the training set has {len(train)})")
+        return x[:-validation], y[:-validation], x[-validation:], y[-validation:]
+    test = load_fashion_mnist("test", data_dir=data_dir)
     xt = standardize_images(test.images).reshape(len(test), -1)
-    return (x, torch.from_numpy(train.labels.astype(np.int64)), xt, torch.from_numpy(test.labels.astype(np.int64)))
+    return x, y, xt, torch.from_numpy(test.labels.astype(np.int64))
 
 
 def _tqdm(desc, enabled):
@@ -138,7 +148,7 @@ def _worker(job):
 
 def _load(spec):
     if spec[0] == "fashion":
-        return _fashion_data(spec[1], spec[2])
+        return _fashion_data(spec[1], spec[2], spec[3])
     xi, yi = load_cifar10(spec[1], "train")
     xi, yi = xi[:spec[2]], yi[:spec[2]]
     xti, yti = load_cifar10(spec[1], "test")
@@ -240,8 +250,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--models", default=",".join(FASHION_KINDS),
                         help=f"comma-separated Fashion-MNIST rows, from {','.join(FASHION_KINDS)} (empty: none)")
     parser.add_argument("--train-limit", type=int, default=None, help="use the first N training samples only")
+    parser.add_argument("--validation", type=int, default=0, metavar="N",
+                        help="hold out the last N training images and report on them instead of the test set "
+                             "(for choosing hyper-parameters; the test set is not read)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, help="MAP epochs (override)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate of the MAP run (override)")
+    parser.add_argument("--cosine", action=argparse.BooleanOptionalAction, default=None,
+                        help="cosine decay of the MAP learning rates to 0 (override)")
     parser.add_argument("--samples", type=int, help="SGHMC samples T (override; thesis 450)")
     parser.add_argument("--burn-in", type=int, help="SGHMC burn-in outer steps (override)")
     parser.add_argument("--inner", type=int, help="leapfrog steps m per sample (override)")
@@ -265,7 +281,7 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     map_cfg, sghmc_cfg, fashion_cfg = _profiles(args.quick)
-    overrides = {"epochs": args.epochs, "prune_eps": args.prune_eps}
+    overrides = {"epochs": args.epochs, "prune_eps": args.prune_eps, "lr": args.lr, "cosine": args.cosine}
     map_cfg = replace(map_cfg, **{k: v for k, v in overrides.items() if v is not None})
     s_over = {"num_samples": args.samples, "burn_in": args.burn_in, "num_inner": args.inner,
               "step_size": args.step_size}
@@ -279,7 +295,11 @@ def main(argv=None) -> dict:
 
     if args.train_limit is not None and args.train_limit < 1:
         raise ValueError(f"--train-limit must be >= 1, got {args.train_limit}")
-    jobs = [(k, ("fashion", data_dir, args.train_limit), map_cfg, sghmc_cfg, fashion_cfg, args.seed, progress, str(out),
+    if args.validation < 0:
+        raise ValueError(f"--validation must be >= 0, got {args.validation}")
+    if args.validation and args.cifar:
+        raise ValueError("--validation applies to the Fashion-MNIST rows only; leave out --cifar")
+    jobs = [(k, ("fashion", data_dir, args.train_limit, args.validation), map_cfg, sghmc_cfg, fashion_cfg, args.seed, progress, str(out),
              args.threads, 1.0) for k in kinds]
     if args.cifar:
         c_map = replace(map_cfg, epochs=args.cifar_epochs or map_cfg.epochs, batch_size=128)
@@ -303,6 +323,7 @@ def main(argv=None) -> dict:
         "mode": "quick" if args.quick else "full",
         "command": "python -m ultratrain.sw.bayes.exp_table2_1 " + " ".join(argv if argv is not None else sys.argv[1:]),
         "data": data_dir or "full Fashion-MNIST (default location)", "train_limit": args.train_limit,
+        "evaluated_on": f"validation: the last {args.validation} training images" if args.validation else "test set",
         "map_config": asdict(map_cfg), "sghmc_config": asdict(sghmc_cfg), "fashion_config": asdict(fashion_cfg),
         "seed": args.seed, "wall_seconds": time.time() - start,
         "cpu_seconds": sum(r.get("cpu_seconds", 0.0) for r in records), "machine": f"{os.cpu_count()}-core CPU, torch "

@@ -72,6 +72,34 @@ def test_table_2_1_script_runs_on_the_subset_and_writes_json_table_and_figures(t
         exp_table2_1.main(["--quick", "--out", str(tmp_path), "--models", "MLP"])
 
 
+def test_validation_split_holds_out_training_images_and_never_reads_the_test_set(tmp_path, monkeypatch):
+    from ultratrain.host import data as host_data
+
+    read = []
+    real_loader = host_data.load_fashion_mnist
+
+    def spying_loader(split, *args, **kwargs):
+        read.append(split)
+        return real_loader(split, *args, **kwargs)
+
+    monkeypatch.setattr(host_data, "load_fashion_mnist", spying_loader)
+    result = exp_table2_1.main(["--quick", "--out", str(tmp_path), "--models", "NN", "--train-limit", "600",
+                                "--validation", "200", "--epochs", "1", "--samples", "2", "--burn-in", "1",
+                                "--inner", "2", "--cosine", "--lr", "2e-3", "--no-progress"])
+    row = result["rows"]["NN"]
+    assert read == ["train"]
+    assert row["train_size"] == 400 and row["test_size"] == 200
+    assert result["evaluated_on"].startswith("validation") and result["map_config"]["cosine"] is True
+    assert result["map_config"]["lr"] == 2e-3
+    x, y, xv, yv = exp_table2_1._fashion_data(str(exp_table2_1.SUBSET_DIR), 600, 200)
+    full_x, full_y, _, _ = exp_table2_1._fashion_data(str(exp_table2_1.SUBSET_DIR), 600)
+    assert torch.equal(xv, full_x[-200:]) and torch.equal(yv, full_y[-200:]) and torch.equal(x, full_x[:400])
+    with pytest.raises(ValueError, match="leaves no training images"):
+        exp_table2_1._fashion_data(str(exp_table2_1.SUBSET_DIR), 600, 600)
+    with pytest.raises(ValueError, match="--validation"):
+        exp_table2_1.main(["--quick", "--out", str(tmp_path), "--models", "NN", "--validation", "-1"])
+
+
 def test_cifar_path_runs_on_a_synthetic_image_set(tmp_path):
     # 16x16 images keep the test short; the loader and the CNN take any square size divisible by 4
     data = write_synthetic_cifar(tmp_path / "cifar-10-batches-py", n_train=160, n_test=60, side=16, seed=1)
