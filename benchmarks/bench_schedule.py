@@ -20,7 +20,7 @@ import numpy as np
 
 from ultratrain.sim.compiler import compile_network, thesis_table33_network
 from ultratrain.sim.cycle_model import CycleModel
-from ultratrain.sim.optimizer import network_cost, optimize
+from ultratrain.sim.optimizer import network_cost, optimize, pe3_floor
 from ultratrain.sim.schedules import compile_schedule
 
 BATCHES = (1, 8, 32, 128)
@@ -80,6 +80,9 @@ def schedule_rows(model: CycleModel | None = None, batches=BATCHES, cpu: bool = 
             "pe3_cycles_thesis": thesis["per_unit"].get("PE3", {}).get("cycles", 0),
             "pe3_cycles_optimized": best["per_unit"].get("PE3", {}).get("cycles", 0),
             "speedup": thesis["cycles"] / best["cycles"],
+            # PE3's floor over every batch contraction family (sim/optimizer.pe3_floor), at its full 16 lanes
+            "pe3_floor_cycles_any_method": sum(pe3_floor(layer, batch)[0] for layer in spec.layers)
+                                           // model.cfg.pe3_lanes,
             "optimized_schedule": [s.describe() for s in opt.schedule.layers],
             "instructions_thesis": thesis["instructions"], "instructions_optimized": best["instructions"],
         }
@@ -101,6 +104,8 @@ def run() -> dict:
         "cpu_seconds_per_batch32": b32["cpu_seconds"],
         "cpu_over_optimized_batch32": b32["cpu_seconds"] / b32["seconds_optimized"],
         "cycles_over_mac_bound_batch32": b32["cycles_over_mac_bound_optimized"],
+        # speedup_batch32 cannot exceed this on 16 PE3 lanes, whatever the schedule (docs/results/performance.md)
+        "max_speedup_batch32_pe3_floor": b32["cycles_thesis"] / b32["pe3_floor_cycles_any_method"],
         "thesis_table_3_4": THESIS_TABLE_3_4,
         **result,
     }}

@@ -15,6 +15,7 @@ cycles is safe.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 
 from .compiler import NetworkSpec, ShapeError, TTLayerSpec, _Builder
@@ -23,7 +24,8 @@ from .cycle_model import CycleModel, ProgramCost, mac_lower_bound, unit_lower_bo
 from .schedules import (LayerSchedule, Schedule, ScheduledNetwork, _emit_backward, _emit_forward, _tile_size,
                         compile_schedule, layer_plans, op_legal)
 
-__all__ = ["LayerChoice", "Optimized", "layer_candidates", "price_layer", "optimize", "network_cost"]
+__all__ = ["LayerChoice", "Optimized", "layer_candidates", "price_layer", "optimize", "network_cost",
+           "pe3_contractions", "pe3_floor"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,54 @@ def optimize(spec: NetworkSpec, batch: int, model: CycleModel | None = None, flo
     schedule = Schedule(tuple(c.schedule for c in best))
     compile_schedule(spec, batch, schedule, cfg, forward_intermediate, float_mode)   # raises if anything is off
     return Optimized(schedule, batch, per_layer)
+
+
+def pe3_contractions(layer: TTLayerSpec, batch: int) -> list[tuple[str, int, int, int]]:
+    """Every batch contraction that yields factor gradients of ``layer``: ``(name, first, last, MACs)``.
+
+    The batch can only be summed by PE3 (the one unit with two DRAM operands), so every factor gradient passes
+    through one PE3 contraction of an ``x``-side and a ``dy``-side batch-major tensor, summed over the batch and
+    every mode neither side keeps. Three families, each covering an interval of cores ``first .. last`` (the
+    remaining cores of the interval follow by batch-free sweeps on PE1/PE2):
+
+    * ``H_j``: the forward partial ``P_j`` (``x`` through cores ``< j``) against ``dy``; covers ``j .. d-1``;
+      ``H_0 = dW`` (eq. 3.15). MACs ``B N_out R_j prod(m_>=j)``.
+    * ``H'_j``: ``x`` against the gradient partial ``T_j`` (``dy`` through cores ``> j``, the right-to-left
+      input-gradient intermediate); covers ``0 .. j``; ``H'_{d-1} = dW``. MACs ``B N_in prod(n_<=j) R_{j+1}``.
+    * ``D_k``: ``P_k`` against ``T_k``, the direct gradient of core ``k`` alone. MACs
+      ``B prod(n_<k) prod(m_>k) R_k m_k n_k R_{k+1}``.
+
+    ``sim/schedules.py`` emits the ``H_j`` family; this list is the wider space, for bounds (:func:`pe3_floor`).
+    """
+    m, n, R, d = layer.in_modes, layer.out_modes, layer.full_ranks, layer.d
+    prod = lambda values: int(math.prod(values))  # noqa: E731
+    n_in, n_out = prod(m), prod(n)
+    out = []
+    for j in range(d):
+        out.append((f"H_{j}", j, d - 1, batch * n_out * R[j] * prod(m[j:])))
+        out.append((f"H'_{j}", 0, j, batch * n_in * prod(n[:j + 1]) * R[j + 1]))
+        out.append((f"D_{j}", j, j, batch * prod(n[:j]) * prod(m[j + 1:]) * R[j] * m[j] * n[j] * R[j + 1]))
+    return out
+
+
+def pe3_floor(layer: TTLayerSpec, batch: int) -> tuple[int, tuple[str, ...]]:
+    """The fewest PE3 MACs that give every factor gradient of ``layer``, and the contractions that do it.
+
+    A minimum interval cover of the cores ``0 .. d-1`` by :func:`pe3_contractions` (dynamic programming over
+    the first uncovered core). Divided by PE3's lanes it bounds the cycles of any backward method built from
+    these contractions, whatever the order of the batch-free sweeps.
+    """
+    d = layer.d
+    best: list = [(0, ())] + [None] * d           # best[i]: cheapest cover of cores 0 .. i-1
+    for i in range(d):
+        if best[i] is None:
+            continue
+        for name, first, last, macs in pe3_contractions(layer, batch):
+            if first <= i <= last:
+                cand = (best[i][0] + macs, best[i][1] + (name,))
+                if best[last + 1] is None or cand[0] < best[last + 1][0]:
+                    best[last + 1] = cand
+    return best[d]
 
 
 def network_cost(net, model: CycleModel, programs=("load", "forward", "backward")) -> dict:

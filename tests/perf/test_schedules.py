@@ -289,3 +289,91 @@ def test_fixed_point_alternative_is_bit_exact_against_integer_chain():
     grads, _ = rt.backward(g, exps, [[wexp] * 3, [wexp] * 2], [-7, -7])
     np.testing.assert_array_equal(grads[0][1], v.transpose(0, 2, 1, 3))    # canonical [R][n][m][R'] -> core shape
     np.testing.assert_array_equal(grads[0][2], h2.reshape(16, 16, 16, 1).transpose(0, 2, 1, 3))
+
+
+def _contraction_operands(layer, cores, x, dy, k):
+    """P_k (x through cores < k) and T_k (dy through cores > k) as einsum operands with named axes."""
+    d = layer.d
+    m, n = layer.in_modes, layer.out_modes
+    batch = x.shape[0]
+    P = x.reshape(batch, *m)[:, None]                       # [b, R_0 = 1, m_0 .. m_{d-1}]
+    for j in range(k):                                      # -> [b, n_0 .. n_j, R_{j+1}, m_{j+1} ..]
+        P = np.einsum(P, [0, *range(10, 10 + j), 1, 2, *range(30 + j + 1, 30 + d)],
+                      cores[j], [1, 2, 10 + j, 3],
+                      [0, *range(10, 10 + j + 1), 3, *range(30 + j + 1, 30 + d)])
+    T = dy.reshape(batch, *n)[..., None]                    # [b, n_0 .. n_{d-1}, R_d = 1]
+    for j in range(d - 1, k, -1):                           # -> [b, n_0 .. n_{j-1}, R_j, m_j .. m_{d-1}]
+        T = np.einsum(T, [0, *range(10, 10 + j + 1), 1, *range(30 + j + 1, 30 + d)],
+                      cores[j], [2, 30 + j, 10 + j, 1],
+                      [0, *range(10, 10 + j), 2, *range(30 + j, 30 + d)])
+    return P, T
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_direct_factor_gradient_contraction_is_the_gradient_and_its_mac_count(k):
+    from ultratrain.sim.optimizer import pe3_contractions
+
+    layer = TTLayerSpec((3, 2, 4), (2, 5, 3), (4, 3), "none")
+    rng = np.random.default_rng(k)
+    cores = [rng.normal(size=layer.core_shape(j)) for j in range(layer.d)]
+    batch = 5
+    x, dy = rng.normal(size=(batch, layer.in_features)), rng.normal(size=(batch, layer.out_features))
+    t_cores = [torch.tensor(c, requires_grad=True) for c in cores]
+    w = torch.ones(1, 1, 1, dtype=torch.float64)
+    for j, core in enumerate(t_cores):
+        R0, mj, nj, R1 = layer.core_shape(j)
+        w = torch.einsum("ijr,rmns->imjns", w, core).reshape(w.shape[0] * mj, w.shape[1] * nj, R1)
+    ((torch.tensor(x) @ w[:, :, 0]) * torch.tensor(dy)).sum().backward()
+
+    P, T = _contraction_operands(layer, cores, x, dy, k)
+    d = layer.d
+    # D_k: sum over b, n_<k and m_>k of P_k[b, n_<k, R_k, m_k, m_>k] T_k[b, n_<k, n_k, R_k+1, m_>k]
+    p_axes = [0, *range(10, 10 + k), 1, 30 + k, *range(30 + k + 1, 30 + d)]
+    t_axes = [0, *range(10, 10 + k), 10 + k, 2, *range(30 + k + 1, 30 + d)]
+    grad = np.einsum(P, p_axes, T, t_axes, [1, 30 + k, 10 + k, 2])
+    np.testing.assert_allclose(grad, t_cores[k].grad.numpy(), rtol=1e-10, atol=1e-10)
+    sizes = {0: batch, 1: P.shape[1 + k], 2: T.shape[2 + k]}
+    sizes.update({10 + j: layer.out_modes[j] for j in range(d)})
+    sizes.update({30 + j: layer.in_modes[j] for j in range(d)})
+    macs = math.prod(sizes[a] for a in set(p_axes) | set(t_axes))
+    assert dict((name, c) for name, _, _, c in pe3_contractions(layer, batch))[f"D_{k}"] == macs
+
+
+def test_pe3_floor_is_the_minimum_interval_cover():
+    import itertools
+
+    from ultratrain.sim.optimizer import pe3_contractions, pe3_floor
+
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        d = int(rng.integers(1, 5))
+        layer = TTLayerSpec(rng.integers(1, 9, d), rng.integers(1, 9, d), rng.integers(1, 17, d - 1), "none")
+        batch = int(rng.integers(1, 40))
+        cands = pe3_contractions(layer, batch)
+        names = {name: c for name, _, _, c in cands}
+        assert names["H_0"] == names[f"H'_{d - 1}"] == batch * layer.in_features * layer.out_features  # dW
+        assert names["H'_0"] == names["D_0"] and names[f"H_{d - 1}"] == names[f"D_{d - 1}"]
+        brute = min(sum(c for *_, c in subset) for r in range(1, len(cands) + 1)
+                    for subset in itertools.combinations(cands, r)
+                    if set(range(d)) <= {k for _, a, b, _ in subset for k in range(a, b + 1)}) if d <= 3 else None
+        macs, cover = pe3_floor(layer, batch)
+        assert macs == sum(names[n] for n in cover) and macs <= names["H_0"]
+        assert set(range(d)) <= {k for name, a, b, _ in cands if name in cover for k in range(a, b + 1)}
+        if brute is not None:
+            assert macs == brute
+
+
+def test_no_schedule_halves_the_thesis_step_at_batch_32_on_16_pe3_lanes():
+    # Issue 6's 2x target against PE3's floor: every factor gradient needs a batch contraction on PE3, and the
+    # cheapest cover of the Table 3.3 layers is the thesis' own dW, 933,888 cycles on 16 lanes.
+    from ultratrain.sim.cycle_model import CycleModel
+    from ultratrain.sim.optimizer import network_cost, pe3_floor
+
+    spec, batch = thesis_table33_network(16), 32
+    model = CycleModel()
+    floor = [pe3_floor(layer, batch) for layer in spec.layers]
+    assert [cover for _, cover in floor] == [("H_0",), ("H_0",)]
+    floor_cycles = sum(macs for macs, _ in floor) / model.cfg.pe3_lanes
+    assert floor_cycles == 933_888
+    thesis_cycles = network_cost(compile_network(spec, batch), model)["cycles"]
+    assert thesis_cycles / floor_cycles < 2.0
