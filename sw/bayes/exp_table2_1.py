@@ -255,6 +255,8 @@ def main(argv=None) -> dict:
                              "(for choosing hyper-parameters; the test set is not read)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, help="MAP epochs (override)")
+    parser.add_argument("--anneal-epochs", type=int, help="MAP epochs after the pruning run with pruning off and "
+                                                            "the learning rates cosine-annealed to 0 (override)")
     parser.add_argument("--lr", type=float, help="Adam learning rate of the MAP run (override)")
     parser.add_argument("--cosine", action=argparse.BooleanOptionalAction, default=None,
                         help="cosine decay of the MAP learning rates to 0 (override)")
@@ -281,7 +283,8 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     map_cfg, sghmc_cfg, fashion_cfg = _profiles(args.quick)
-    overrides = {"epochs": args.epochs, "prune_eps": args.prune_eps, "lr": args.lr, "cosine": args.cosine}
+    overrides = {"epochs": args.epochs, "prune_eps": args.prune_eps, "lr": args.lr, "cosine": args.cosine,
+                 "anneal_epochs": args.anneal_epochs}
     map_cfg = replace(map_cfg, **{k: v for k, v in overrides.items() if v is not None})
     s_over = {"num_samples": args.samples, "burn_in": args.burn_in, "num_inner": args.inner,
               "step_size": args.step_size}

@@ -39,6 +39,9 @@ class MapConfig:
     prune_eps: float = 0.05  # eps of the threshold log(alpha + n_r/2) - log(beta) - eps
     prune_from_epoch: int = 2  # prune after every epoch from this one on (BF models only)
     default_precision: float = 1.0  # N(0, 1/precision) on every parameter without a low-rank prior
+    # Epochs after ``epochs`` with pruning off and both learning rates cosine-annealed to 0: the ranks are fixed by
+    # then, and annealing settles the MAP point that SGHMC starts from (0: the thesis' plain Adam run).
+    anneal_epochs: int = 0
 
 
 @dataclass
@@ -130,10 +133,14 @@ def train_map(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: MapConfig
     bf = any(getattr(layer, "low_rank_prior", False) or getattr(getattr(layer, "tt", None), "low_rank_prior", False)
              for _, layer in tensorized_layers(model))
     opt = _make_optimizer(model, cfg)
+    if cfg.anneal_epochs < 0:
+        raise ValueError(f"anneal_epochs must be >= 0, got {cfg.anneal_epochs}")
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
+    anneal_steps = cfg.anneal_epochs * steps_per_epoch
+    last_epoch = cfg.epochs + cfg.anneal_epochs
     history, step = [], 0
-    epochs = range(cfg.epochs)
+    epochs = range(last_epoch)
     if progress is not None:
         epochs = progress(epochs)
     for epoch in epochs:
@@ -141,8 +148,12 @@ def train_map(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: MapConfig
         perm = torch.randperm(n, generator=gen)
         running, start = 0.0, time.time()
         for i in range(0, n, cfg.batch_size):
-            if cfg.cosine:
+            scale = None
+            if step >= total_steps:                 # annealing phase
+                scale = 0.5 * (1 + math.cos(math.pi * (step - total_steps) / anneal_steps))
+            elif cfg.cosine:
                 scale = 0.5 * (1 + math.cos(math.pi * step / total_steps))
+            if scale is not None:
                 for group in opt.param_groups:
                     group["lr"] = group["base_lr"] * scale
             idx = perm[i:i + cfg.batch_size]
@@ -153,7 +164,7 @@ def train_map(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: MapConfig
             running += float(loss.detach())
             step += 1
         record = {"epoch": epoch + 1, "objective": running / steps_per_epoch, "seconds": time.time() - start}
-        if bf and epoch + 1 >= cfg.prune_from_epoch:
+        if bf and cfg.prune_from_epoch <= epoch + 1 <= cfg.epochs:
             removed = sum(len(r) for _, layer in tensorized_layers(model) for r in layer.prune(cfg.prune_eps))
             record["removed_slices"] = removed
             if removed:
@@ -161,7 +172,7 @@ def train_map(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: MapConfig
                 opt = _make_optimizer(model, cfg)
                 for group, lr in zip(opt.param_groups, opt_state_lr):
                     group["lr"] = lr
-        if evaluate is not None or epoch + 1 == cfg.epochs:
+        if evaluate is not None or epoch + 1 == last_epoch:
             recalibrate_batchnorm(model, x)
         record["ranks"] = layer_ranks(model)
         record["parameters"] = count_parameters(model)

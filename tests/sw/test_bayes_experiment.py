@@ -126,3 +126,38 @@ def test_cifar_loader_rejects_a_folder_without_batches(tmp_path):
         load_cifar10(tmp_path, "train")
     with pytest.raises(ValueError, match="split"):
         load_cifar10(tmp_path, "valid")
+
+
+def test_map_annealing_phase_stops_pruning_and_anneals_the_learning_rate_to_zero(monkeypatch):
+    from ultratrain.sw.bayes import training
+
+    torch.manual_seed(0)
+    x, y = torch.randn(200, 784), torch.randint(0, 10, (200,))
+    model = fashion_model("BF-TT-NN", seed=0)
+    lrs, prunes = [], []
+    real_step = torch.optim.Adam.step
+
+    def spy_step(self, *args, **kwargs):
+        lrs.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy_step)
+    for layer_type in {type(layer) for _, layer in training.tensorized_layers(model)}:
+        real_prune = layer_type.prune
+
+        def spy_prune(self, *args, _real=real_prune, **kwargs):
+            prunes.append(len(lrs))
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(layer_type, "prune", spy_prune)
+    cfg = training.MapConfig(epochs=3, anneal_epochs=2, batch_size=50, prune_from_epoch=1)
+    history = training.train_map(model, x, y, cfg)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
+    # pruned after each of the 3 pruning epochs (4 steps each), never during the 2 annealing epochs
+    assert sorted(set(prunes)) == [4, 8, 12]
+    assert all("removed_slices" in h for h in history[:3]) and all("removed_slices" not in h for h in history[3:])
+    assert lrs[:12] == [cfg.lr] * 12                                          # constant during the pruning run
+    assert lrs[12] == pytest.approx(cfg.lr) and lrs[-1] < 0.05 * cfg.lr       # cosine from lr towards 0
+    assert all(a >= b for a, b in zip(lrs[12:], lrs[13:])) and len(lrs) == 20
+    with pytest.raises(ValueError, match="anneal_epochs"):
+        training.train_map(model, x, y, training.MapConfig(epochs=1, anneal_epochs=-1))
