@@ -22,9 +22,12 @@ the cycle model (docs/results/performance.md). Per layer (:class:`LayerSchedule`
   (one PE3 per ``(n_{d-1} x m_{d-1})`` block; ``H_0 = dW``, eq. 3.15's layout). A right sweep with PE1
   (``V_k = V_{k+1} x core k``, ``V_d = H_j``) gives ``dG_j = V_{j+1}``; for a core ``k > j`` served by
   ``H_j``, a left sweep with PE2 contracts ``V_{k+1}`` with cores ``j .. k-1`` (eq. 3.17-3.19). ``meetings``
-  lists the ``j`` whose ``H_j`` is formed (``0`` always: no other contraction reaches core 0), ``servers[k]``
+  lists the ``j`` whose ``H_j`` is formed (``0`` always: no other ``H_j`` reaches core 0), ``servers[k]``
   the meeting that gives ``dG_k``. The thesis is ``meetings=(0,)``; ``meetings=(0, d-1)`` computes the last
   core's gradient directly (``P_{d-1}`` against ``G``), cheaper than its left sweep of ``dW`` at small batches.
+  The mirrored contractions (``x`` against the right-to-left gradient partial, which reach core 0 without
+  ``dW``) are not emitted: ``sim/optimizer.pe3_floor`` shows that no cover by them is cheaper on PE3 for the
+  Table 3.3 layers.
 
 Every schedule computes the same function: exactly the same numbers as the thesis in float mode up to float64
 rounding (tests/perf/test_schedules.py checks them against the thesis schedule and torch.autograd), and in
@@ -83,7 +86,7 @@ class LayerSchedule:
             raise ValueError(f"LayerSchedule.input_grad must be one of {INPUT_GRAD_ORDERS}, not {self.input_grad!r}")
         meetings = tuple(sorted(set(int(j) for j in self.meetings)))
         if not meetings or meetings[0] != 0:
-            raise ValueError(f"LayerSchedule.meetings must contain 0 (only the full weight gradient reaches core 0), "
+            raise ValueError(f"LayerSchedule.meetings must contain 0 (of the H_j only H_0 = dW reaches core 0), "
                              f"got {self.meetings}")
         object.__setattr__(self, "meetings", meetings)
         if self.servers is not None:
