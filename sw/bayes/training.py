@@ -135,6 +135,8 @@ def train_map(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: MapConfig
     opt = _make_optimizer(model, cfg)
     if cfg.anneal_epochs < 0:
         raise ValueError(f"anneal_epochs must be >= 0, got {cfg.anneal_epochs}")
+    if cfg.anneal_epochs and cfg.cosine:
+        raise ValueError("anneal_epochs and cosine both anneal the learning rate: choose one")
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     anneal_steps = cfg.anneal_epochs * steps_per_epoch

@@ -161,3 +161,5 @@ def test_map_annealing_phase_stops_pruning_and_anneals_the_learning_rate_to_zero
     assert all(a >= b for a, b in zip(lrs[12:], lrs[13:])) and len(lrs) == 20
     with pytest.raises(ValueError, match="anneal_epochs"):
         training.train_map(model, x, y, training.MapConfig(epochs=1, anneal_epochs=-1))
+    with pytest.raises(ValueError, match="choose one"):
+        training.train_map(model, x, y, training.MapConfig(epochs=1, anneal_epochs=1, cosine=True))
