@@ -148,22 +148,20 @@ def pe3_contractions(layer: TTLayerSpec, batch: int) -> list[tuple[str, int, int
     remaining cores of the interval follow by batch-free sweeps on PE1/PE2):
 
     * ``H_j``: the forward partial ``P_j`` (``x`` through cores ``< j``) against ``dy``; covers ``j .. d-1``;
-      ``H_0 = dW`` (eq. 3.15). MACs ``B N_out R_j prod(m_>=j)``.
+      ``H_0 = dW`` (eq. 3.15). MACs ``B N_out R_j math.prod(m_>=j)``.
     * ``H'_j``: ``x`` against the gradient partial ``T_j`` (``dy`` through cores ``> j``, the right-to-left
-      input-gradient intermediate); covers ``0 .. j``; ``H'_{d-1} = dW``. MACs ``B N_in prod(n_<=j) R_{j+1}``.
+      input-gradient intermediate); covers ``0 .. j``; ``H'_{d-1} = dW``. MACs ``B N_in math.prod(n_<=j) R_{j+1}``.
     * ``D_k``: ``P_k`` against ``T_k``, the direct gradient of core ``k`` alone. MACs
-      ``B prod(n_<k) prod(m_>k) R_k m_k n_k R_{k+1}``.
+      ``B math.prod(n_<k) math.prod(m_>k) R_k m_k n_k R_{k+1}``.
 
     ``sim/schedules.py`` emits the ``H_j`` family; this list is the wider space, for bounds (:func:`pe3_floor`).
     """
     m, n, R, d = layer.in_modes, layer.out_modes, layer.full_ranks, layer.d
-    prod = lambda values: int(math.prod(values))  # noqa: E731
-    n_in, n_out = prod(m), prod(n)
     out = []
     for j in range(d):
-        out.append((f"H_{j}", j, d - 1, batch * n_out * R[j] * prod(m[j:])))
-        out.append((f"H'_{j}", 0, j, batch * n_in * prod(n[:j + 1]) * R[j + 1]))
-        out.append((f"D_{j}", j, j, batch * prod(n[:j]) * prod(m[j + 1:]) * R[j] * m[j] * n[j] * R[j + 1]))
+        out.append((f"H_{j}", j, d - 1, batch * layer.out_features * R[j] * math.prod(m[j:])))
+        out.append((f"H'_{j}", 0, j, batch * layer.in_features * math.prod(n[:j + 1]) * R[j + 1]))
+        out.append((f"D_{j}", j, j, batch * math.prod(n[:j]) * math.prod(m[j + 1:]) * R[j] * m[j] * n[j] * R[j + 1]))
     return out
 
 
@@ -175,11 +173,12 @@ def pe3_floor(layer: TTLayerSpec, batch: int) -> tuple[int, tuple[str, ...]]:
     these contractions, whatever the order of the batch-free sweeps.
     """
     d = layer.d
+    contractions = pe3_contractions(layer, batch)
     best: list = [(0, ())] + [None] * d           # best[i]: cheapest cover of cores 0 .. i-1
     for i in range(d):
         if best[i] is None:
             continue
-        for name, first, last, macs in pe3_contractions(layer, batch):
+        for name, first, last, macs in contractions:
             if first <= i <= last:
                 cand = (best[i][0] + macs, best[i][1] + (name,))
                 if best[last + 1] is None or cand[0] < best[last + 1][0]:

@@ -302,8 +302,8 @@ def main(argv=None) -> dict:
         raise ValueError(f"--validation must be >= 0, got {args.validation}")
     if args.validation and args.cifar:
         raise ValueError("--validation applies to the Fashion-MNIST rows only; leave out --cifar")
-    jobs = [(k, ("fashion", data_dir, args.train_limit, args.validation), map_cfg, sghmc_cfg, fashion_cfg, args.seed, progress, str(out),
-             args.threads, 1.0) for k in kinds]
+    jobs = [(k, ("fashion", data_dir, args.train_limit, args.validation), map_cfg, sghmc_cfg, fashion_cfg, args.seed,
+             progress, str(out), args.threads, 1.0) for k in kinds]
     if args.cifar:
         c_map = replace(map_cfg, epochs=args.cifar_epochs or map_cfg.epochs, batch_size=128)
         c_sghmc = replace(sghmc_cfg, batch_size=128)

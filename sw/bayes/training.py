@@ -43,6 +43,12 @@ class MapConfig:
     # then, and annealing settles the MAP point that SGHMC starts from (0: the thesis' plain Adam run).
     anneal_epochs: int = 0
 
+    def __post_init__(self):
+        if self.anneal_epochs < 0:
+            raise ValueError(f"anneal_epochs must be >= 0, got {self.anneal_epochs}")
+        if self.anneal_epochs and self.cosine:
+            raise ValueError("anneal_epochs and cosine both anneal the learning rate: choose one")
+
 
 @dataclass
 class SghmcConfig:
@@ -119,6 +125,13 @@ def _make_optimizer(model: nn.Module, cfg: MapConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups)
 
 
+def _scale_learning_rates(opt: torch.optim.Optimizer, step: int, steps: int) -> None:
+    """Cosine schedule: every group's rate at ``step`` of ``steps``, from its ``base_lr`` down to 0."""
+    scale = 0.5 * (1 + math.cos(math.pi * step / steps))
+    for group in opt.param_groups:
+        group["lr"] = group["base_lr"] * scale
+
+
 def train_map(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: MapConfig, seed: int = 0,
               progress=None, evaluate=None) -> list[dict]:
     """Minimize ``U / N`` with Adam; for models with a low-rank prior, prune after each epoch from
@@ -133,10 +146,6 @@ def train_map(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: MapConfig
     bf = any(getattr(layer, "low_rank_prior", False) or getattr(getattr(layer, "tt", None), "low_rank_prior", False)
              for _, layer in tensorized_layers(model))
     opt = _make_optimizer(model, cfg)
-    if cfg.anneal_epochs < 0:
-        raise ValueError(f"anneal_epochs must be >= 0, got {cfg.anneal_epochs}")
-    if cfg.anneal_epochs and cfg.cosine:
-        raise ValueError("anneal_epochs and cosine both anneal the learning rate: choose one")
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     anneal_steps = cfg.anneal_epochs * steps_per_epoch
@@ -150,14 +159,10 @@ def train_map(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: MapConfig
         perm = torch.randperm(n, generator=gen)
         running, start = 0.0, time.time()
         for i in range(0, n, cfg.batch_size):
-            scale = None
             if step >= total_steps:                 # annealing phase
-                scale = 0.5 * (1 + math.cos(math.pi * (step - total_steps) / anneal_steps))
+                _scale_learning_rates(opt, step - total_steps, anneal_steps)
             elif cfg.cosine:
-                scale = 0.5 * (1 + math.cos(math.pi * step / total_steps))
-            if scale is not None:
-                for group in opt.param_groups:
-                    group["lr"] = group["base_lr"] * scale
+                _scale_learning_rates(opt, step, total_steps)
             idx = perm[i:i + cfg.batch_size]
             loss = stochastic_potential(model, x[idx], y[idx], n, cfg.default_precision) / n
             opt.zero_grad(set_to_none=True)
