@@ -4,15 +4,24 @@ Program run (the golden executor ``sim/executor.py`` is the reference, descripto
 
 1. START (CTRL bit 0) clears the counters and sets PC = 0.
 2. FETCH: if PC = PROG_COUNT the run stops with NO_END (nothing is written back, PC = PROG_COUNT); else the
-   64-byte descriptor at ``PROG_ADDR + 64 PC`` is read (four 128-bit beats).
+   64-byte descriptor at ``PROG_ADDR + 64 PC`` is read (four 128-bit beats) — unless it was fetched ahead.
 3. DECODE: :class:`~ultratrain.hw.decoder.Decoder` gives the fields and the ErrorCode. An illegal descriptor
    gets the write-back ``done = 0, error = code`` and the run stops with STATUS.ERROR. END gets ``done = 1``
    and the run stops with STATUS.DONE.
-4. EXEC: the unit of the opcode gets ``start`` and owns the AXI master until it is idle again (its last
-   write acknowledged). Cycles and stall cycles (unit active but its array idle) are counted.
-5. WRITE-BACK: words 8-15 of the descriptor (status, saturated count, sum |out|, cycles, stalls) are written
-   and acknowledged before the next fetch, so the host sees every write-back once DONE is set. An AXI error
-   response during the instruction turns it into ``done = 0, error = AXI_ERROR`` and stops the run.
+4. PREFETCH: before the unit starts, the read of descriptor PC + 1 is issued (when PC + 1 < PROG_COUNT). Its
+   four beats come back ahead of the unit's first read (the AXI read channel returns one ID in order), so
+   the next descriptor is on chip by the time this instruction ends and its fetch latency is hidden. The
+   ring is therefore read one descriptor ahead: a program must not write its own descriptor words 0-7
+   (the compiler never does; sim/contract.py states the rule).
+5. EXEC: the unit of the opcode gets ``start`` and owns the AXI master until it is idle again (its last
+   write acknowledged); only the prefetched beats are claimed by the sequencer meanwhile. Cycles and stall
+   cycles (unit active but its array idle) are counted.
+6. WRITE-BACK: words 8-15 of the descriptor (status, saturated count, sum |out|, cycles, stalls) are written.
+   The next instruction starts without waiting for the write response: the next unit reports idle only once
+   every write is acknowledged, and the last write-back (END, error) is awaited before DONE or ERROR is set,
+   so the host still sees every write-back once the run stops. An AXI error response during the instruction
+   (or during the previous instruction's posted write-back) turns it into ``done = 0, error = AXI_ERROR``
+   and stops the run.
 
 A soft reset (CTRL bit 1) aborts: units are held in reset, the AXI master finishes the bursts already issued
 (discarding read data, writing nothing), then everything returns to idle; weights and biases are kept.
@@ -51,6 +60,7 @@ class Controller(wiring.Component):
             "unit_busy": In(1), "unit_array_busy": In(1), "unit_saturated": In(32), "unit_sum_abs": In(64),
             "units_reset": Out(1),
             "rd": Out(read_port_signature(cfg.axi_data_bits)), "wr": Out(write_port_signature(cfg.axi_data_bits)),
+            "rd_claim": Out(1),
             "dma_error": In(1), "dma_clear_error": Out(1), "dma_abort": Out(1), "dma_quiet": In(1),
             "cycles": Out(64), "stall_total": Out(32),
             "array_busy_counts": Out(32).array(n),
@@ -72,12 +82,26 @@ class Controller(wiring.Component):
         wb_sat = Signal(32)
         wb_abs = Signal(64)
         stop = Signal()
+        next_owner = Signal.like(self.owner)
+        ahead_addr = Signal(32)     # address of descriptor PC + 1, read ahead
+        ahead_issued = Signal()     # the read of descriptor PC + 1 was issued during this instruction
+        ahead_beat = Signal(2)
         m.d.comb += dec.words.eq(words[:256])
         m.d.comb += [self.set_done.eq(0), self.set_error.eq(0)]
 
         counting = Signal()
         with m.If(counting):
             m.d.sync += self.cycles.eq(self.cycles + 1)
+
+        # The read-ahead's beats arrive before any of the unit's (one AXI ID, in order); until its last beat
+        # the top routes the read data to the sequencer (rd_claim).
+        with m.If(self.rd_claim):
+            m.d.comb += self.rd.data.ready.eq(1)
+            with m.If(self.rd.data.valid):
+                m.d.sync += [words.word_select(ahead_beat, cfg.axi_data_bits).eq(self.rd.data.payload.data),
+                             ahead_beat.eq(ahead_beat + 1)]
+                with m.If(self.rd.data.payload.last):
+                    m.d.sync += self.rd_claim.eq(0)
 
         def abortable():
             with m.If(self.soft_reset):
@@ -90,6 +114,7 @@ class Controller(wiring.Component):
                     m.d.comb += [self.clear.eq(1), self.dma_clear_error.eq(1)]
                     m.d.sync += [self.pc.eq(0), self.busy.eq(1), self.cycles.eq(0), self.stall_total.eq(0)]
                     m.d.sync += [c.eq(0) for c in self.array_busy_counts]
+                    m.d.sync += [self.rd_claim.eq(0), ahead_issued.eq(0)]
                     m.next = "FETCH"
                 abortable()
             with m.State("FETCH"):
@@ -140,7 +165,24 @@ class Controller(wiring.Component):
                                    Opcode.REDUCE, Opcode.LOAD_W, Opcode.LOAD_B):
                             with m.Case(int(op)):
                                 m.d.comb += owner.eq(unit_of(op))
-                    m.d.sync += [self.owner.eq(owner), stop.eq(0)]
+                    m.d.sync += [next_owner.eq(owner), stop.eq(0)]
+                    m.next = "PREFETCH"
+                abortable()
+            with m.State("PREFETCH"):
+                # Still the sequencer's read port: the command goes out before the unit's first one.
+                m.d.comb += counting.eq(1)
+                cmd = self.rd.cmd
+                addr = desc_addr + DESCRIPTOR_BYTES
+                with m.If(self.pc + 1 < self.prog_count):
+                    m.d.comb += [cmd.valid.eq(1), cmd.payload.addr.eq(addr),
+                                 cmd.payload.beats.eq(DESCRIPTOR_BYTES * 8 // cfg.axi_data_bits),
+                                 cmd.payload.rows.eq(1), cmd.payload.stride.eq(0), cmd.payload.tag.eq(0)]
+                    with m.If(cmd.ready):
+                        m.d.sync += [ahead_addr.eq(addr), ahead_issued.eq(1), ahead_beat.eq(0),
+                                     self.rd_claim.eq(1), self.owner.eq(next_owner)]
+                        m.next = "START"
+                with m.Else():
+                    m.d.sync += [ahead_issued.eq(0), self.owner.eq(next_owner)]
                     m.next = "START"
                 abortable()
             with m.State("START"):
@@ -180,25 +222,37 @@ class Controller(wiring.Component):
                 with m.If(data.ready):
                     m.d.sync += beat_no.eq(beat_no + 1)
                     with m.If(beat_no[0]):
-                        m.next = "WB_WAIT"
+                        # Posted: only the last write-back of a run is awaited (WB_WAIT).
+                        with m.If(stop | self.dma_error):
+                            m.next = "WB_WAIT"
+                        with m.Else():
+                            m.d.sync += self.pc.eq(self.pc + 1)
+                            m.next = "NEXT"
+                abortable()
+            with m.State("NEXT"):
+                m.d.comb += counting.eq(1)
+                with m.If(~ahead_issued):
+                    m.next = "FETCH"
+                with m.Elif(~self.rd_claim):
+                    m.d.sync += [desc_addr.eq(ahead_addr), ahead_issued.eq(0)]
+                    m.next = "DECODE"
                 abortable()
             with m.State("WB_WAIT"):
                 m.d.comb += counting.eq(1)
+                # Reached only when the run stops (END, an error, an AXI error response): every write-back,
+                # the posted ones before it included, is acknowledged before DONE or ERROR is set.
                 with m.If(self.wr.idle):
-                    with m.If(stop | self.dma_error):
-                        with m.If(wb_done & ~self.dma_error):
-                            m.d.comb += self.set_done.eq(1)
-                        with m.Else():
-                            m.d.comb += [self.set_error.eq(1),
-                                         self.error_code.eq(Mux(self.dma_error, ErrorCode.AXI_ERROR, wb_error))]
-                        m.d.sync += self.busy.eq(0)
-                        m.next = "IDLE"
+                    with m.If(wb_done & ~self.dma_error):
+                        m.d.comb += self.set_done.eq(1)
                     with m.Else():
-                        m.d.sync += self.pc.eq(self.pc + 1)
-                        m.next = "FETCH"
+                        m.d.comb += [self.set_error.eq(1),
+                                     self.error_code.eq(Mux(self.dma_error, ErrorCode.AXI_ERROR, wb_error))]
+                    m.d.sync += self.busy.eq(0)
+                    m.next = "IDLE"
                 abortable()
             with m.State("ABORT"):
                 m.d.comb += [self.dma_abort.eq(1), self.units_reset.eq(1)]
+                m.d.sync += [self.rd_claim.eq(0), ahead_issued.eq(0)]   # the master discards read data now
                 with m.If(self.dma_quiet):
                     m.d.comb += [self.clear.eq(1), self.dma_clear_error.eq(1)]
                     m.d.sync += [self.busy.eq(0), self.pc.eq(0), self.owner.eq(OWNER_CTRL), self.cycles.eq(0),

@@ -3,7 +3,8 @@ weight and bias memories, and the execution units PE1, PE2, PE3, vector unit and
 
 Block diagram and the reasoning behind it: docs/hardware.md. One instruction runs at a time; the unit that
 runs it (or the sequencer, for fetches and write-backs) owns the AXI master, through a multiplexer selected by
-``Controller.owner``. Ports: ``s_axil`` (AXI4-Lite slave, registers of ``sim.contract.REGISTERS``), ``m_axi``
+``Controller.owner``, except for the read data of the next descriptor, which the sequencer fetches ahead
+while the unit runs (``Controller.rd_claim``). Ports: ``s_axil`` (AXI4-Lite slave, registers of ``sim.contract.REGISTERS``), ``m_axi``
 (AXI4 master, 128-bit, to a Zynq UltraScale+ HP port), ``irq`` (level: IRQ_ENABLE and (DONE or ERROR)).
 """
 
@@ -16,7 +17,7 @@ from .axi import AXI4LiteSignature, AXI4Signature
 from .axi_master import AxiMaster
 from .axil_registers import COUNTERS, AxilRegisters
 from .bias_memory import BiasMemory
-from .controller import UNITS, Controller
+from .controller import OWNER_CTRL, UNITS, Controller
 from .load_unit import LoadUnit
 from .pe1 import PE1
 from .pe2 import PE2
@@ -81,14 +82,18 @@ class Top(wiring.Component):
                     m.d.comb += [ctrl.unit_busy.eq(unit.busy), ctrl.unit_array_busy.eq(unit.array_busy),
                                  ctrl.unit_saturated.eq(unit.saturated), ctrl.unit_sum_abs.eq(unit.sum_abs)]
 
-        # The AXI master's read and write ports, multiplexed by owner.
+        # The AXI master's read and write ports, multiplexed by owner; the read data goes to the sequencer
+        # while it claims the beats of the descriptor it reads ahead (they precede the unit's, in order).
+        with m.Switch(Mux(ctrl.rd_claim, OWNER_CTRL, ctrl.owner)):
+            for i, owner in enumerate(owners):
+                with m.Case(i):
+                    m.d.comb += [owner.rd.data.valid.eq(dma.rd.data.valid), dma.rd.data.ready.eq(owner.rd.data.ready)]
         with m.Switch(ctrl.owner):
             for i, owner in enumerate(owners):
                 with m.Case(i):
                     m.d.comb += [
                         dma.rd.cmd.valid.eq(owner.rd.cmd.valid), dma.rd.cmd.payload.eq(owner.rd.cmd.payload),
                         owner.rd.cmd.ready.eq(dma.rd.cmd.ready),
-                        owner.rd.data.valid.eq(dma.rd.data.valid), dma.rd.data.ready.eq(owner.rd.data.ready),
                         dma.wr.cmd.valid.eq(owner.wr.cmd.valid), dma.wr.cmd.payload.eq(owner.wr.cmd.payload),
                         owner.wr.cmd.ready.eq(dma.wr.cmd.ready),
                         dma.wr.data.valid.eq(owner.wr.data.valid), dma.wr.data.payload.eq(owner.wr.data.payload),

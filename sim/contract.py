@@ -10,7 +10,9 @@ It fixes (docs/architecture.md, "The contract" and "Decisions", explains each ch
   :data:`TENSOR_ALIGN` bytes. 8-bit activations are stored sign/zero-extended in int16 ("in forward
   propagation only the 8 LSB are used", section 3.4.3).
 * The instruction (descriptor) encoding — 64-byte descriptors in a ring in DRAM; the device writes each one's
-  status, statistics and cycle count back into its last 32 bytes.
+  status, statistics and cycle count back into its last 32 bytes. The device reads the ring one descriptor
+  ahead (the fetch of ``PC + 1`` overlaps instruction ``PC``), so no instruction may write words 0-7 of a
+  descriptor of its own program.
 * Weight and bias memory images — 4-bit weights packed 16 to a 64-bit word, 8-bit biases 16 to a 128-bit word.
 * The AXI4-Lite register map (:data:`REGISTERS`).
 

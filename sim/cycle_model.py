@@ -1,12 +1,15 @@
 """Analytic cycle model of every instruction (thesis sections 3.5.2-3.5.3; the microarchitecture of hw/).
 
 Each instruction runs alone (the controller dispatches the next descriptor when the unit of the previous one
-reports idle), so a program's cycles are the sum of its instructions' cycles. An instruction costs
+reports idle), so a program's cycles are the sum of its instructions' cycles plus a fixed cost per run. An
+instruction costs
 
     issue + unit time
 
-where ``issue`` covers fetching the 64-byte descriptor over AXI, decoding and starting the unit, and writing
-the 32-byte write-back; the unit time depends on the unit:
+where ``issue`` covers decoding and starting the unit and writing the 32-byte write-back (the controller
+reads each next descriptor while the unit runs, and does not wait for the write-back's response, so neither
+the fetch nor the write latency is in it); a run adds ``run_overhead + rd_latency``: the first descriptor's
+fetch and the wait for the last write-back's response. The unit time depends on the unit:
 
 * **PE1 / PE2** (ping-pong buffered, thesis Algorithms 3 and 4): the operand is split into blocks (PE1: 8 rows
   ``A[a0:a0+8, :, :]``; PE2: one ``A[i, :, j:j+16]``). Each block is loaded (a read command, issued as soon
@@ -51,7 +54,8 @@ __all__ = ["CycleParams", "CycleModel", "InstructionCost", "pipeline_cycles", "P
 class CycleParams:
     """Latencies and overheads (cycles of the accelerator clock) of one build of the RTL."""
 
-    issue: int = 17             # controller: descriptor fetch (4 beats), decode, check, start, write-back
+    issue: int = 9              # controller: decode, check, read-ahead command, start, write-back (posted)
+    run_overhead: int = 7       # per run, beyond rd_latency: first descriptor fetch, last write-back's response
     rd_latency: int = 0         # AR handshake -> first R beat (the DRAM's latency: AxiRam in simulation)
     wr_latency: int = 10         # last W beat -> B response (beyond what the unit's done condition overlaps)
     pe1_load_gap: int = 5       # block's read command -> its first beat (AXI master), beyond rd_latency
@@ -226,8 +230,10 @@ class CycleModel:
 
     def program(self, ops, end: bool = True) -> ProgramCost:
         """Cycles of a program as the CYCLES register counts them: every instruction's issue and run, plus the
-        END's fetch (added when ``end`` and the list does not end with END, like the compiler's Op lists)."""
+        END's issue (added when ``end`` and the list does not end with END, like the compiler's Op lists) and
+        the run's own overhead (first fetch, last write response)."""
         total = ProgramCost()
+        total.cycles += self.params.run_overhead + self.params.rd_latency
         last = None
         for op in ops:
             total.add(self.cost(op), _macs(op))

@@ -228,12 +228,19 @@ def main(argv=None) -> int:
         programs.append(program)
     (out / "measurements.json").write_text(json.dumps({"instructions": measurements, "programs": programs}))
     params = fit(measurements)
-    # issue: the controller cycles outside the units' runs, from the CYCLES register of each program.
-    sums = {}
+    # issue and run_overhead: the controller cycles outside the units' runs (CYCLES minus the write-backs'
+    # cycles) = issue * instructions + run_overhead + rd_latency, least squares over the programs (one per
+    # unit, of different lengths).
+    counts, overheads = [], []
     for unit_rows, program in zip(_split(measurements, programs), programs):
-        sums.setdefault("overhead", []).append((program["cycles"] - sum(r["cycles"] for r in unit_rows))
-                                               / program["instructions"])
-    params = CycleParams(**{**asdict(params), "issue": round(float(np.mean(sums["overhead"])))})
+        counts.append(program["instructions"])
+        overheads.append(program["cycles"] - sum(r["cycles"] for r in unit_rows) - params.rd_latency)
+    if len(set(counts)) > 1:
+        issue, run = np.linalg.lstsq(np.stack([counts, np.ones(len(counts))], 1), overheads, rcond=None)[0]
+    else:   # one program length: the per-run part cannot be separated, keep it
+        run = params.run_overhead
+        issue = (np.mean(overheads) - run) / counts[0]
+    params = CycleParams(**{**asdict(params), "issue": round(float(issue)), "run_overhead": round(float(run))})
     errors = unit_errors(measurements, params)
     (out / "fit.json").write_text(json.dumps({"params": asdict(params), "max_rel_error": max(map(abs, errors)),
                                               "n": len(errors)}, indent=2))

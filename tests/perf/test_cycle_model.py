@@ -79,7 +79,8 @@ def test_model_drives_the_emulated_device_write_backs():
     for program in ("load", "forward", "backward"):
         ops = net.programs[program]
         assert rt.last_cycles[program] == sum(model.cost(op).exec for op in ops) > 0
-        assert model.program(ops).cycles == rt.last_cycles[program] + model.params.issue * (len(ops) + 1)
+        assert model.program(ops).cycles == (rt.last_cycles[program] + model.params.issue * (len(ops) + 1)
+                                             + model.params.run_overhead + model.params.rd_latency)
 
 
 # ---------------------------------------------------------------------------------------------------------
