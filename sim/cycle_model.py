@@ -80,6 +80,7 @@ class CycleParams:
     pe3_acc_restart: int = 5    # ACC: chunk compute end -> the stalled old read moves again (commit, drain FSM)
     pe3_acc_pipe: int = 7       # ACC: last drained beat -> last write issued (RAM read, output stage, FIFO, W)
     pe3_store_cpb: float = 1.0  # cycles per drained beat
+    pe3_ahead: int = 1          # the controller's read-ahead beats, just ahead of PE3's first row on the channel
     vec_pipe: int = 3
     vec_reduce_row_gap: int = 0   # REDUCE: cycles per row of a column chunk beyond its beats
     load_pipe: int = 4
@@ -309,9 +310,9 @@ class CycleModel:
         chunks = c // lanes
         beats_out = _beats(d * lanes, cfg)
         if acc:
-            unit = p.rd_latency + self._pe3_acc(a, chunks, d) + p.wr_latency
+            unit = p.rd_latency + p.pe3_ahead + self._pe3_acc(a, chunks, d) + p.wr_latency
         else:
-            unit = p.rd_latency + self._pe3_plain(a, chunks, d) + p.wr_latency
+            unit = p.rd_latency + p.pe3_ahead + self._pe3_plain(a, chunks, d) + p.wr_latency
         busy = chunks * a * d
         return InstructionCost(p.issue + unit, busy, "PE3", chunks * a * (_beats(d, cfg) + 2),
                                chunks * beats_out, p.issue)

@@ -21,7 +21,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -126,11 +126,11 @@ def run_one(kind: str, data, map_cfg: MapConfig, sghmc_cfg: SghmcConfig, fashion
 
 
 def _worker(job):
-    kind, data_spec, map_cfg, sghmc_cfg, fashion_cfg, seed, progress, out_dir, threads, width = job
+    kind, source, map_cfg, sghmc_cfg, fashion_cfg, seed, progress, out_dir, threads, width = job
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
     cpu_start = time.process_time()
-    data = _load(data_spec)
+    data = source.load()
     try:
         record = run_one(kind, data, map_cfg, sghmc_cfg, fashion_cfg, seed, progress, width)
     except (FloatingPointError, RuntimeError) as err:  # one diverging row must not lose the others
@@ -146,13 +146,27 @@ def _worker(job):
     return record
 
 
-def _load(spec):
-    if spec[0] == "fashion":
-        return _fashion_data(spec[1], spec[2], spec[3])
-    xi, yi = load_cifar10(spec[1], "train")
-    xi, yi = xi[:spec[2]], yi[:spec[2]]
-    xti, yti = load_cifar10(spec[1], "test")
-    return (*cifar_tensors(xi, yi), *cifar_tensors(xti, yti))
+@dataclass(frozen=True)
+class DataSource:
+    """Which data a worker loads (picklable: each worker process loads its own copy).
+
+    ``dataset`` is "fashion" or "cifar"; ``directory`` None means the Fashion-MNIST default location;
+    ``train_limit`` keeps the first N training images; ``validation`` (Fashion-MNIST only) holds out the last
+    N training images as the evaluation set instead of the test set."""
+    dataset: str
+    directory: str | None = None
+    train_limit: int | None = None
+    validation: int = 0
+
+    def load(self):
+        if self.dataset == "fashion":
+            return _fashion_data(self.directory, self.train_limit, self.validation)
+        if self.validation:
+            raise ValueError("a validation split applies to Fashion-MNIST only")
+        xi, yi = load_cifar10(self.directory, "train")
+        xi, yi = xi[:self.train_limit], yi[:self.train_limit]
+        xti, yti = load_cifar10(self.directory, "test")
+        return (*cifar_tensors(xi, yi), *cifar_tensors(xti, yti))
 
 
 def _check_targets(rows: dict) -> dict:
@@ -302,12 +316,13 @@ def main(argv=None) -> dict:
         raise ValueError(f"--validation must be >= 0, got {args.validation}")
     if args.validation and args.cifar:
         raise ValueError("--validation applies to the Fashion-MNIST rows only; leave out --cifar")
-    jobs = [(k, ("fashion", data_dir, args.train_limit, args.validation), map_cfg, sghmc_cfg, fashion_cfg, args.seed,
-             progress, str(out), args.threads, 1.0) for k in kinds]
+    fashion = DataSource("fashion", data_dir, args.train_limit, args.validation)
+    jobs = [(k, fashion, map_cfg, sghmc_cfg, fashion_cfg, args.seed, progress, str(out), args.threads, 1.0)
+            for k in kinds]
     if args.cifar:
         c_map = replace(map_cfg, epochs=args.cifar_epochs or map_cfg.epochs, batch_size=128)
         c_sghmc = replace(sghmc_cfg, batch_size=128)
-        jobs += [(k, ("cifar", args.cifar, args.train_limit), c_map, c_sghmc, None, args.seed, progress, str(out), args.threads,
+        jobs += [(k, DataSource("cifar", args.cifar, args.train_limit), c_map, c_sghmc, None, args.seed, progress, str(out), args.threads,
                   args.cifar_width_scale) for k in CIFAR_KINDS]
     start = time.time()
     if args.workers > 1 and len(jobs) > 1:

@@ -162,6 +162,7 @@ GRID = {
     "pe3_row_gap": range(0, 4), "pe3_chunk_gap": range(0, 6), "pe3_pipe": range(0, 14),
     "pe3_drain_gap": range(0, 6), "pe3_drain_tail": range(0, 10),
     "pe3_acc_cpb": [0.75, 1.0, 1.25, 4 / 3, 1.5, 1.75, 2.0, 2.5], "pe3_store_cpb": [1.0, 1.125, 1.25, 4 / 3, 1.5, 2.0],
+    "pe3_ahead": range(0, 6),
     "pe3_old_fifo": range(0, 17), "pe3_acc_restart": range(0, 12), "pe3_acc_pipe": range(0, 14),
     "vec_pipe": range(0, 20), "vec_reduce_row_gap": range(0, 3),
 }
