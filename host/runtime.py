@@ -167,8 +167,10 @@ class NetworkRuntime:
             grads = []
             for k, name in enumerate(self.net.factor_grads[li]):
                 R0, m, n, R1 = layer.core_shape(k)
-                canon = self.read_tensor(name).reshape(R0, n, m, R1)
-                grads.append(canon.transpose(0, 2, 1, 3))
+                if self.net.factor_grad_layouts[li][k] == "mn":      # stored [R_k][m][n][R_k+1] already
+                    grads.append(self.read_tensor(name).reshape(R0, m, n, R1))
+                else:                                                # canonical [R_k][n][m][R_k+1]
+                    grads.append(self.read_tensor(name).reshape(R0, n, m, R1).transpose(0, 2, 1, 3))
             factor_grads.append(grads)
             bias_grads.append(self.read_tensor(f"L{li}.db"))
         return factor_grads, bias_grads

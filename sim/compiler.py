@@ -12,7 +12,11 @@ Schedules (docs/compiler.md walks through them with the thesis' d = 3 case; the 
   then PE1 contracts ``(R_{d-1}, n_{d-1})`` with the last core;
 * factor gradients through the full weight gradient (3.15-3.19): PE3 forms ``dW`` in the interleaved layout
   ``n_0 m_0 n_1 m_1 ... n_{d-1} m_{d-1}`` one ``(n_{d-1} x m_{d-1})`` block per instruction (summed over the
-  batch); a right sweep with PE1 gives ``V_k = dW`` contracted with cores ``k..d-1`` (``dG_0 = V_1``); a left
+  batch) — or, where PE3 can hold it (:func:`merged_dw_blocks`), with the pair ``d-2`` stored m-major
+  (``... m_{d-2} n_{d-2} n_{d-1} m_{d-1}``) so that one instruction forms an ``(n_{d-2} n_{d-1} x m_{d-1})``
+  block: ``n_{d-2}`` times fewer PE3 instructions, each paying the latency, drain and write response once.
+  Core ``d-2`` is then read in the ``canon_mn`` layout by the sweeps and its gradient comes out m-major
+  (``CompiledNetwork.factor_grad_layouts``); a right sweep with PE1 gives ``V_k = dW`` contracted with cores ``k..d-1`` (``dG_0 = V_1``); a left
   sweep with PE2 contracts ``V_{k+1}`` with cores ``0..k-1`` and gives ``dG_k`` (``V_d = dW``). For d = 3
   these are exactly the five contractions of Table 3.6.
 * bias and activation on the vector unit; bias gradient by REDUCE.
@@ -34,7 +38,8 @@ from .contract import (DEFAULT_CONFIG, FIELD_MAX, WMEM_LANES, BMEM_LANES, Descri
                        HardwareConfig, Opcode, OutFormat, check_descriptor, pe2_row_pitch)
 
 __all__ = ["ShapeError", "TTLayerSpec", "NetworkSpec", "Op", "WeightTile", "CompiledNetwork", "compile_network",
-           "core_layout", "LAYOUTS", "assemble", "TensorSpec", "thesis_table33_network"]
+           "core_layout", "LAYOUTS", "assemble", "TensorSpec", "thesis_table33_network", "merged_dw_blocks",
+           "sweep_layout"]
 
 
 class ShapeError(ValueError):
@@ -46,6 +51,7 @@ LAYOUTS = {
     "canon": ("PE1/PE2", (0, 2, 1, 3)),     # [R_k][n][m][R_k+1]: backward sweeps, forward last core
     "fwd": ("PE2", (1, 3, 0, 2)),           # [m][R_k+1][R_k][n]: forward cores 0..d-2 (rows padded to 8)
     "bwd_last": ("PE1", (0, 1, 2, 3)),      # [R_k][m][n]: input gradient, last core
+    "canon_mn": ("PE1/PE2", (0, 1, 2, 3)),  # [R_k][m][n][R_k+1]: backward sweeps of core d-2 with merged dW blocks
 }
 
 
@@ -243,7 +249,9 @@ class CompiledNetwork:
     weight_tiles: list = field(default_factory=list)
     bias_offsets: list = field(default_factory=list)     # per layer: bias-memory word offset
     programs: dict = field(default_factory=dict)         # name -> list[Op]
-    factor_grads: dict = field(default_factory=dict)     # layer -> names of dG_0 .. dG_{d-1} (canonical layout)
+    factor_grads: dict = field(default_factory=dict)     # layer -> names of dG_0 .. dG_{d-1}
+    # layer -> per core "nm" ([R_k][n][m][R_k+1], canonical) or "mn" ([R_k][m][n][R_k+1]): how dG_k is stored
+    factor_grad_layouts: dict = field(default_factory=dict)
 
     @property
     def weight_words(self) -> int:
@@ -352,29 +360,57 @@ def _layer_input_grad(bld: _Builder, li: int, layer: TTLayerSpec, g: str, batch:
     return dx
 
 
+def merged_dw_blocks(layer: TTLayerSpec, cfg: HardwareConfig) -> bool:
+    """Whether ``dW`` is formed in ``(n_{d-2} n_{d-1} x m_{d-1})`` blocks (pair ``d-2`` stored m-major): when that
+    means fewer PE3 instructions (``n_{d-2} > 1``) and one PE3 instruction can hold the block (``d <= pe3_max_d``)."""
+    d, n = layer.d, layer.out_modes
+    return d >= 2 and n[d - 2] > 1 and n[d - 2] * n[d - 1] <= cfg.pe3_max_d
+
+
+def sweep_layout(layer: TTLayerSpec, k: int, merged: bool) -> str:
+    """The weight tile the backward sweeps read for core ``k`` (``canon_mn`` for core ``d-2`` of a merged dW)."""
+    return "canon_mn" if merged and k == layer.d - 2 else "canon"
+
+
+def _emit_full_weight_grad(bld: _Builder, li: int, layer: TTLayerSpec, x: str, g: str, batch: int,
+                           merged: bool) -> str:
+    """PE3 ops forming ``dW`` summed over the batch (eq. 3.15's outer product); returns its tensor name.
+
+    Layout ``n_0 m_0 ... n_{d-1} m_{d-1}``, one ``(n_{d-1} x m_{d-1})`` block per pair prefix; with ``merged``
+    the pair ``d-2`` is ``m_{d-2} n_{d-2}`` and one block is ``(n_{d-2} n_{d-1} x m_{d-1})``, a contiguous run
+    of ``G`` columns against ``m_{d-1}`` columns of ``x``.
+    """
+    m, n, d = layer.in_modes, layer.out_modes, layer.d
+    M, N = layer.in_features, layer.out_features
+    dW = bld.tensor(f"L{li}.dW", (M * N,), OutFormat.S16, "weight_grad")
+    lead = d - 2 if merged else d - 1                 # pairs before the block's own modes
+    rows_n = math.prod(n[lead:])                      # n modes inside one block
+    block = rows_n * m[d - 1]
+    n_strides = [math.prod(n[k + 1:lead]) for k in range(lead)]
+    m_strides = [math.prod(m[k + 1:d - 1]) for k in range(d - 1)]
+    digits = [range(v) for k in range(lead) for v in (n[k], m[k])] + ([range(m[d - 2])] if merged else [])
+    for beta, idx in enumerate(itertools.product(*digits)):
+        n_pre = sum(idx[2 * k] * n_strides[k] for k in range(lead))
+        m_digits = [idx[2 * k + 1] for k in range(lead)] + ([idx[-1]] if merged else [])
+        m_pre = sum(v * m_strides[k] for k, v in enumerate(m_digits))
+        bld.emit(Op(Opcode.PE3, dst=dW, src_a=x, src_b=g, a=batch, c=m[d - 1], d=rows_n,
+                    src_a_offset=m_pre * m[d - 1], src_b_offset=n_pre * rows_n, dst_offset=beta * block,
+                    stride_a=M, stride_b=N))
+    return dW
+
+
 def _layer_factor_grads(bld: _Builder, li: int, layer: TTLayerSpec, x: str, g: str, batch: int) -> None:
     m, n, R, d = layer.in_modes, layer.out_modes, layer.full_ranks, layer.d
-    M, N = layer.in_features, layer.out_features
     pairs = [n[k] * m[k] for k in range(d)]
-    # Full weight gradient (PE3), layout n_0 m_0 ... n_{d-1} m_{d-1}: one (n_{d-1} x m_{d-1}) block per prefix.
-    dW = bld.tensor(f"L{li}.dW", (math.prod(pairs),), OutFormat.S16, "weight_grad")
-    block = n[d - 1] * m[d - 1]
-    n_strides = [math.prod(n[k + 1:d - 1]) for k in range(d - 1)]   # within the n prefix (row-major)
-    m_strides = [math.prod(m[k + 1:d - 1]) for k in range(d - 1)]
-    digits = [range(v) for k in range(d - 1) for v in (n[k], m[k])]
-    for beta, idx in enumerate(itertools.product(*digits)):
-        n_pre = sum(idx[2 * k] * n_strides[k] for k in range(d - 1))
-        m_pre = sum(idx[2 * k + 1] * m_strides[k] for k in range(d - 1))
-        bld.emit(Op(Opcode.PE3, dst=dW, src_a=x, src_b=g, a=batch, c=m[d - 1], d=n[d - 1],
-                    src_a_offset=m_pre * m[d - 1], src_b_offset=n_pre * n[d - 1], dst_offset=beta * block,
-                    stride_a=M, stride_b=N))
+    merged = merged_dw_blocks(layer, bld.net.cfg)
+    dW = _emit_full_weight_grad(bld, li, layer, x, g, batch, merged)
     # Right sweep with PE1 (eq. 3.15-3.16): V_k = V_{k+1} x core k, V_d = dW; V_k is [pairs_<k][R_k].
     V = {d: dW}
     for k in range(d - 1, 0, -1):
         a = math.prod(pairs[:k])
         name = bld.tensor(f"L{li}.V{k}", (a, R[k]), OutFormat.S16, "grad")
         bld.emit(Op(Opcode.PE1, dst=name, src_a=V[k + 1], a=a, b=1, c=pairs[k] * R[k + 1], d=R[k],
-                    weight=(li, k, "canon")))
+                    weight=(li, k, sweep_layout(layer, k, merged))))
         V[k] = name
     # dG_0 = V_1 (d > 1) or dW (d == 1); dG_k = left sweep of V_{k+1} with cores 0..k-1 (eq. 3.17-3.19).
     grads = [V[1]]
@@ -385,10 +421,11 @@ def _layer_factor_grads(bld: _Builder, li: int, layer: TTLayerSpec, x: str, g: s
             name = f"L{li}.dG{k}" if j == k - 1 else f"L{li}.S{k}_{j}"
             bld.tensor(name, (R[j + 1], c), OutFormat.S16, "weight_grad" if j == k - 1 else "grad")
             bld.emit(Op(Opcode.PE2, dst=name, src_a=cur, a=1, b=R[j] * pairs[j], c=c, d=R[j + 1],
-                        weight=(li, j, "canon")))
+                        weight=(li, j, sweep_layout(layer, j, merged))))
             cur = name
         grads.append(cur)
     bld.net.factor_grads[li] = grads
+    bld.net.factor_grad_layouts[li] = ["mn" if merged and k == d - 2 else "nm" for k in range(d)]
 
 
 def _plan_memories(net: CompiledNetwork, tiles) -> list[Op]:
@@ -436,11 +473,14 @@ def compile_network(spec: NetworkSpec, batch: int, cfg: HardwareConfig = DEFAULT
     tiles = []
     for li, layer in enumerate(spec.layers):
         for k in range(layer.d):
-            layouts = ["canon"]
+            sweeps = sweep_layout(layer, k, merged_dw_blocks(layer, cfg))   # the backward sweeps' tile
+            layouts = ["canon"] if sweeps == "canon" else []
             if k < layer.d - 1:
                 layouts.append("fwd")
             if k == layer.d - 1 and li > 0:
                 layouts.append("bwd_last")
+            if sweeps != "canon":
+                layouts.append(sweeps)
             for layout in layouts:
                 size = core_layout(np.zeros(layer.core_shape(k)), layer, k, layout).size
                 tiles.append((li, k, layout, -(-size // WMEM_LANES)))

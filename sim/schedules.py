@@ -50,7 +50,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .compiler import (LAYOUTS, CompiledNetwork, NetworkSpec, Op, ShapeError, TTLayerSpec, _Builder,
-                       _layer_activation, _layer_forward, _layer_input_grad, _plan_memories, core_layout)
+                       _emit_full_weight_grad, _layer_activation, _layer_forward, _layer_input_grad, _plan_memories,
+                       core_layout, merged_dw_blocks, sweep_layout)
 from .contract import (DEFAULT_CONFIG, WMEM_LANES, Descriptor, ErrorCode, HardwareConfig, Opcode,
                        OutFormat, check_descriptor, pe2_row_pitch)
 
@@ -67,7 +68,7 @@ EXTRA_LAYOUTS = {
     "dense_t": ("PE1", "W^T[n][m] of the whole layer (float mode only)"),
     "dense": ("PE1", "W[m][n] of the whole layer (float mode only)"),
 }
-_LAYOUT_ORDER = ("canon", "fwd", "bwd_last", "lr_fwd", "ig_rl", "dense_t", "dense")
+_LAYOUT_ORDER = ("canon", "fwd", "bwd_last", "canon_mn", "lr_fwd", "ig_rl", "dense_t", "dense")
 
 
 @dataclass(frozen=True)
@@ -284,32 +285,22 @@ def _factor_grads(bld: _Builder, li: int, layer: TTLayerSpec, x: str, g: str, ba
     pairs = [n[k] * m[k] for k in range(d)]
     P = _partial_inputs(bld, li, layer, x, batch, [j for j in sched.meetings if j > 0], sched.forward == "lr")
     grads = [None] * d
+    layouts = ["nm"] * d
     for j in sched.meetings:
         served = [k for k in range(d) if servers[k] == j]
         tag = "" if j == 0 else f"{j}."
-        # PE3: one (n_{d-1} x m_{d-1}) block per (r, n_j, m_j, ..., n_{d-2}, m_{d-2}); rows (b, n_<j).
-        H = bld.tensor(f"L{li}.dW" if j == 0 else f"L{li}.H{j}", (R[j] * math.prod(pairs[j:]),), OutFormat.S16,
-                       "weight_grad")
-        block = n[d - 1] * m[d - 1]
-        n_strides = [math.prod(n[k + 1:d - 1]) for k in range(j, d - 1)]
-        m_strides = [math.prod(m[k + 1:d - 1]) for k in range(j, d - 1)]
-        m_inner = math.prod(m[j:d - 1])
-        digits = [range(R[j])] + [range(v) for k in range(j, d - 1) for v in (n[k], m[k])]
-        rows = batch * math.prod(n[:j])
-        for beta, idx in enumerate(itertools.product(*digits)):
-            r, rest = idx[0], idx[1:]
-            n_pre = sum(rest[2 * t] * n_strides[t] for t in range(d - 1 - j))
-            m_pre = sum(rest[2 * t + 1] * m_strides[t] for t in range(d - 1 - j))
-            bld.emit(Op(Opcode.PE3, dst=H, src_a=P[j], src_b=g, a=rows, c=m[d - 1], d=n[d - 1],
-                        src_a_offset=(r * m_inner + m_pre) * m[d - 1], src_b_offset=n_pre * n[d - 1],
-                        dst_offset=beta * block, stride_a=R[j] * math.prod(m[j:]), stride_b=math.prod(n[j:])))
+        # H_0 = dW exactly as the compiler forms it (merged blocks where they fit; pair d-2 then m-major).
+        merged = j == 0 and merged_dw_blocks(layer, bld.net.cfg)
+        if j == 0:
+            V = {d: _emit_full_weight_grad(bld, li, layer, P[0], g, batch, merged)}
+        else:
+            V = {d: _emit_partial_weight_grad(bld, li, layer, P[j], g, batch, j)}
         # Right sweep with PE1 down to the lowest core this meeting serves: V_k = V_{k+1} x core k.
-        V = {d: H}
         for k in range(d - 1, min(served), -1):
             a = R[j] * math.prod(pairs[j:k])
             name = bld.tensor(f"L{li}.V{tag}{k}", (a, R[k]), OutFormat.S16, "grad")
             bld.emit(Op(Opcode.PE1, dst=name, src_a=V[k + 1], a=a, b=1, c=pairs[k] * R[k + 1], d=R[k],
-                        weight=(li, k, "canon")))
+                        weight=(li, k, sweep_layout(layer, k, merged))))
             V[k] = name
         # dG_k = V_{k+1} contracted with cores j .. k-1 (left sweep with PE2).
         for k in served:
@@ -319,10 +310,36 @@ def _factor_grads(bld: _Builder, li: int, layer: TTLayerSpec, x: str, g: str, ba
                 name = f"L{li}.dG{k}" if t == k - 1 else f"L{li}.S{tag}{k}_{t}"
                 bld.tensor(name, (R[t + 1], c), OutFormat.S16, "weight_grad" if t == k - 1 else "grad")
                 bld.emit(Op(Opcode.PE2, dst=name, src_a=cur, a=1, b=R[t] * pairs[t], c=c, d=R[t + 1],
-                            weight=(li, t, "canon")))
+                            weight=(li, t, sweep_layout(layer, t, merged))))
                 cur = name
             grads[k] = cur
+            if merged and k == d - 2:
+                layouts[k] = "mn"
     bld.net.factor_grads[li] = grads
+    bld.net.factor_grad_layouts[li] = layouts
+
+
+def _emit_partial_weight_grad(bld: _Builder, li: int, layer: TTLayerSpec, P_j: str, g: str, batch: int,
+                              j: int) -> str:
+    """PE3 ops forming the partial weight gradient ``H_j`` (``j > 0``): one ``(n_{d-1} x m_{d-1})`` block per
+    ``(r, n_j, m_j, ..., n_{d-2}, m_{d-2})``, rows ``(b, n_<j)``; returns its tensor name."""
+    m, n, R, d = layer.in_modes, layer.out_modes, layer.full_ranks, layer.d
+    pairs = [n[k] * m[k] for k in range(d)]
+    H = bld.tensor(f"L{li}.H{j}", (R[j] * math.prod(pairs[j:]),), OutFormat.S16, "weight_grad")
+    block = n[d - 1] * m[d - 1]
+    n_strides = [math.prod(n[k + 1:d - 1]) for k in range(j, d - 1)]
+    m_strides = [math.prod(m[k + 1:d - 1]) for k in range(j, d - 1)]
+    m_inner = math.prod(m[j:d - 1])
+    digits = [range(R[j])] + [range(v) for k in range(j, d - 1) for v in (n[k], m[k])]
+    rows = batch * math.prod(n[:j])
+    for beta, idx in enumerate(itertools.product(*digits)):
+        r, rest = idx[0], idx[1:]
+        n_pre = sum(rest[2 * t] * n_strides[t] for t in range(d - 1 - j))
+        m_pre = sum(rest[2 * t + 1] * m_strides[t] for t in range(d - 1 - j))
+        bld.emit(Op(Opcode.PE3, dst=H, src_a=P_j, src_b=g, a=rows, c=m[d - 1], d=n[d - 1],
+                    src_a_offset=(r * m_inner + m_pre) * m[d - 1], src_b_offset=n_pre * n[d - 1],
+                    dst_offset=beta * block, stride_a=R[j] * math.prod(m[j:]), stride_b=math.prod(n[j:])))
+    return H
 
 
 # ---------------------------------------------------------------------------------------------------------
