@@ -11,7 +11,7 @@ from amaranth import Cat, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sim.contract import (DEFAULT_CONFIG, OPERAND_ALIGN, WMEM_LANES, ErrorCode, Flag, HardwareConfig,
+from ..sim.contract import (DEFAULT_CONFIG, OPERAND_ALIGN, WMEM_LANES, ErrorCode, HardwareConfig, PE3_FLAGS,
                             Opcode, OutFormat)
 from .arith import narrow_product
 
@@ -110,14 +110,14 @@ class Decoder(wiring.Component):
         with m.Elif(is_[Opcode.ACT_FWD] | is_[Opcode.ACT_BWD]):
             m.d.comb += range_bad.eq(f.bofs + (f.c >> 4) > cfg.bmem_words)
 
-        flags_bad = (f.flags != 0) & ~(is_[Opcode.PE3] & (f.flags == int(Flag.ACC)))
+        flags_bad = (f.flags != 0) & ~(is_[Opcode.PE3] & ((f.flags & ~int(PE3_FLAGS) & 0xFF) == 0))
 
         err = self.error
         with m.If(op > max(Opcode)):
             m.d.comb += err.eq(ErrorCode.ILLEGAL_OPCODE)
         with m.Elif((w[0] & 0x00FC00F0) != 0):
             m.d.comb += err.eq(ErrorCode.RESERVED)
-        with m.Elif((f.flags & ~int(Flag.ACC) & 0xFF) != 0):
+        with m.Elif((f.flags & ~int(PE3_FLAGS) & 0xFF) != 0):
             m.d.comb += err.eq(ErrorCode.RESERVED)
         with m.Elif(f.out_fmt > max(OutFormat)):
             m.d.comb += err.eq(ErrorCode.BAD_FORMAT)

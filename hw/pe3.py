@@ -14,6 +14,9 @@ the full weight gradient out of batch-major activations and gradients (sim/compi
 Per row: ``d`` cycles of 16 MACs against ``2 + ceil(d/8)`` beats read, so the lanes are the bottleneck
 for ``d >= 3``; per c-chunk ``2d`` beats are written.
 
+The result is stored row-major, ``dst[d][c]``, or with Flag.CHUNKS chunk-major, ``dst[c // 16][d][16]``: the
+same write commands (``d`` rows of two beats per chunk), only the row and chunk pitches differ.
+
 Accumulator width: at most ``a <= 2**16 - 1`` products of two int16 (magnitude ``<= 2**30``): 47 signed bits.
 With Flag.ACC the drain reads the old ``dst`` rows too and adds them after the rescale (saturating).
 
@@ -75,6 +78,11 @@ class PE3(wiring.Component):
         m.submodules.oldfifo = oldfifo = fifo.SyncFIFOBuffered(width=cfg.axi_data_bits, depth=8)
 
         acc_flag = (desc.flags & int(Flag.ACC)) != 0
+        # dst layout: row-major dst[d][c] (a chunk's rows are c elements apart, chunks 16 apart) or, with
+        # Flag.CHUNKS, chunk-major dst[c // 16][d][16] (rows 16 apart, chunks d x 16 apart).
+        chunk_major = (desc.flags & int(Flag.CHUNKS)) != 0
+        dst_row_bytes = Mux(chunk_major, 2 * lanes, desc.c << 1)
+        dst_chunk_bytes = Mux(chunk_major, desc.d << (2 * lanes).bit_length() - 1, 2 * lanes)   # lanes: 2**k
         d_beats = Signal(range(b_words + 1))
         c16 = Signal(12)
         with m.If(self.start):
@@ -117,10 +125,10 @@ class PE3(wiring.Component):
             with m.State("OLD"):
                 with m.If(acc_flag):
                     m.d.comb += [cmd.valid.eq(1), cmd.payload.addr.eq(is_dst), cmd.payload.beats.eq(halves),
-                                 cmd.payload.rows.eq(desc.d), cmd.payload.stride.eq(desc.c << 1),
+                                 cmd.payload.rows.eq(desc.d), cmd.payload.stride.eq(dst_row_bytes),
                                  cmd.payload.tag.eq(TAG_OLD)]
                 with m.If(cmd.ready | ~acc_flag):
-                    m.d.sync += [is_cj.eq(is_cj + 1), is_dst.eq(is_dst + 32)]
+                    m.d.sync += [is_cj.eq(is_cj + 1), is_dst.eq(is_dst + dst_chunk_bytes)]
                     with m.If(is_cj == c16 - 1):
                         m.next = "DONE"
                     with m.Else():
@@ -249,9 +257,9 @@ class PE3(wiring.Component):
             with m.State("CMD"):
                 wcmd = self.wr.cmd
                 m.d.comb += [wcmd.valid.eq(1), wcmd.payload.addr.eq(dr_dst), wcmd.payload.beats.eq(halves),
-                             wcmd.payload.rows.eq(desc.d), wcmd.payload.stride.eq(desc.c << 1)]
+                             wcmd.payload.rows.eq(desc.d), wcmd.payload.stride.eq(dst_row_bytes)]
                 with m.If(wcmd.ready):
-                    m.d.sync += [ddr.eq(0), part.eq(0), dr_cj.eq(dr_cj + 1), dr_dst.eq(dr_dst + 32)]
+                    m.d.sync += [ddr.eq(0), part.eq(0), dr_cj.eq(dr_cj + 1), dr_dst.eq(dr_dst + dst_chunk_bytes)]
                     m.next = "READ"
             with m.State("READ"):
                 with m.If((ofifo.level + pending < ofifo.depth - 1) & (~acc_flag | oldfifo.r_rdy)):

@@ -378,7 +378,10 @@ def _emit_full_weight_grad(bld: _Builder, li: int, layer: TTLayerSpec, x: str, g
 
     Layout ``n_0 m_0 ... n_{d-1} m_{d-1}``, one ``(n_{d-1} x m_{d-1})`` block per pair prefix; with ``merged``
     the pair ``d-2`` is ``m_{d-2} n_{d-2}`` and one block is ``(n_{d-2} n_{d-1} x m_{d-1})``, a contiguous run
-    of ``G`` columns against ``m_{d-1}`` columns of ``x``.
+    of ``G`` columns against ``m_{d-1}`` columns of ``x``. When ``m_{d-1}`` is PE3's lane count, the blocks
+    of the trailing ``m`` digits of the prefix (``m_{d-2}``; merged: ``m_{d-3} m_{d-2}``) lie one after another
+    in ``dW`` and their ``x`` columns are contiguous too, so one instruction with Flag.CHUNKS (chunk-major
+    store) forms all of them, one 16-lane chunk each: the drain of one chunk overlaps the next one's sweep.
     """
     m, n, d = layer.in_modes, layer.out_modes, layer.d
     M, N = layer.in_features, layer.out_features
@@ -386,16 +389,23 @@ def _emit_full_weight_grad(bld: _Builder, li: int, layer: TTLayerSpec, x: str, g
     lead = d - 2 if merged else d - 1                 # pairs before the block's own modes
     rows_n = math.prod(n[lead:])                      # n modes inside one block
     block = rows_n * m[d - 1]
-    n_strides = [math.prod(n[k + 1:lead]) for k in range(lead)]
-    m_strides = [math.prod(m[k + 1:d - 1]) for k in range(d - 1)]
-    digits = [range(v) for k in range(lead) for v in (n[k], m[k])] + ([range(m[d - 2])] if merged else [])
-    for beta, idx in enumerate(itertools.product(*digits)):
-        n_pre = sum(idx[2 * k] * n_strides[k] for k in range(lead))
-        m_digits = [idx[2 * k + 1] for k in range(lead)] + ([idx[-1]] if merged else [])
-        m_pre = sum(v * m_strides[k] for k, v in enumerate(m_digits))
-        bld.emit(Op(Opcode.PE3, dst=dW, src_a=x, src_b=g, a=batch, c=m[d - 1], d=rows_n,
-                    src_a_offset=m_pre * m[d - 1], src_b_offset=n_pre * rows_n, dst_offset=beta * block,
-                    stride_a=M, stride_b=N))
+    # The prefix digits in dW order, ("n" | "m", core); merged blocks put m_{d-2} last (pair d-2 m-major).
+    digits = [(kind, k) for k in range(lead) for kind in ("n", "m")] + ([("m", d - 2)] if merged else [])
+    run = 0                                           # trailing m digits: folded into c as chunks
+    if m[d - 1] == bld.net.cfg.pe3_lanes:
+        while run < len(digits) and digits[len(digits) - 1 - run][0] == "m":
+            run += 1
+    outer, inner = digits[:len(digits) - run], digits[len(digits) - run:]
+    chunks = math.prod(m[k] for _, k in inner)
+    flags = Flag.CHUNKS if chunks > 1 else Flag.NONE
+    n_strides = {k: math.prod(n[k + 1:lead]) for k in range(lead)}
+    m_strides = {k: math.prod(m[k + 1:d - 1]) for k in range(d - 1)}
+    for beta, idx in enumerate(itertools.product(*[range(n[k] if kind == "n" else m[k]) for kind, k in outer])):
+        n_pre = sum(v * n_strides[k] for (kind, k), v in zip(outer, idx) if kind == "n")
+        m_pre = sum(v * m_strides[k] for (kind, k), v in zip(outer, idx) if kind == "m")
+        bld.emit(Op(Opcode.PE3, dst=dW, src_a=x, src_b=g, a=batch, c=chunks * m[d - 1], d=rows_n,
+                    src_a_offset=m_pre * m[d - 1], src_b_offset=n_pre * rows_n, dst_offset=beta * chunks * block,
+                    stride_a=M, stride_b=N, flags=flags))
     return dW
 
 

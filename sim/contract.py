@@ -35,7 +35,11 @@ END       stop: the program is done
 
 PE3's operands are row-strided (``stride_a``, ``stride_b`` in elements), which lets one instruction pick a
 (n_d x m_d) block of the full weight gradient out of batch-major activations and gradients (eq. 3.15's
-``n1 m1 ... nd md`` layout, see ``sim/compiler.py``); all other operands are dense.
+``n1 m1 ... nd md`` layout, see ``sim/compiler.py``); all other operands are dense. With ``Flag.CHUNKS`` PE3
+stores its result chunk-major, ``dst[c // 16][d][c % 16]``: each 16-column chunk (one pass of the 16 lanes)
+as one contiguous ``d x 16`` block, which is how consecutive blocks of the weight gradient lie in memory when
+the last input mode is 16 (one instruction then forms several blocks; ``ACC`` reads the old ``dst`` in the
+same order).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ import numpy as np
 from .formats import Format
 
 __all__ = [
-    "CONTRACT_VERSION", "HardwareConfig", "DEFAULT_CONFIG", "Opcode", "OutFormat", "Flag", "ErrorCode",
+    "CONTRACT_VERSION", "HardwareConfig", "DEFAULT_CONFIG", "Opcode", "OutFormat", "Flag", "PE3_FLAGS", "ErrorCode",
     "Descriptor", "DESCRIPTOR_BYTES", "DescriptorError", "encode_program", "decode_program",
     "read_writeback", "Writeback",
     "TENSOR_ALIGN", "ELEMENT_BYTES", "WMEM_LANES", "BMEM_LANES", "pack_weight_words", "unpack_weight_words",
@@ -60,7 +64,7 @@ __all__ = [
     "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "DEVICE_ID", "FIELD_MAX",
 ]
 
-CONTRACT_VERSION = (1, 0)
+CONTRACT_VERSION = (1, 1)      # 1.1: Flag.CHUNKS
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -177,6 +181,10 @@ class OutFormat(enum.IntEnum):
 class Flag(enum.IntFlag):
     NONE = 0
     ACC = 1        # PE3 only: add the rescaled result to what dst holds (saturating)
+    CHUNKS = 2     # PE3 only: store dst chunk-major, dst[c // 16][d][c % 16] (see the module docstring)
+
+
+PE3_FLAGS = Flag.ACC | Flag.CHUNKS     # the flags PE3 accepts, alone or together; no other opcode takes any
 
 
 class ErrorCode(enum.IntEnum):
@@ -276,7 +284,7 @@ class Descriptor:
         if w0 & 0x00FC00F0:
             raise DescriptorError(f"reserved bits of word 0 are set ({w0:#010x})")
         flags = (w0 >> 8) & 0xFF
-        if flags & ~int(Flag.ACC):
+        if flags & ~int(PE3_FLAGS):
             raise DescriptorError(f"unknown flags {flags:#04x}")
         out_fmt = (w0 >> 16) & 0x3
         if out_fmt not in OutFormat._value2member_map_:
@@ -491,6 +499,6 @@ def check_descriptor(desc: Descriptor, cfg: HardwareConfig = DEFAULT_CONFIG) -> 
     if op in (Opcode.ACT_FWD, Opcode.ACT_BWD) and desc.bofs + desc.c // lanes > cfg.bmem_words:
         return ErrorCode.MEM_RANGE
 
-    if desc.flags and not (op == Opcode.PE3 and desc.flags == Flag.ACC):
+    if desc.flags and not (op == Opcode.PE3 and not desc.flags & ~PE3_FLAGS):
         return ErrorCode.RESERVED
     return ErrorCode.NONE

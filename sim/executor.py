@@ -147,7 +147,7 @@ class GoldenDevice:
                 self._write_back(prog_addr, pc, Writeback(True, ErrorCode.NONE, 0, 0, 0, 0))
                 result.pc = pc
                 break
-            if desc.opcode == Opcode.PE3 and not desc.flags:
+            if desc.opcode == Opcode.PE3 and not desc.flags & Flag.ACC:
                 # Consecutive PE3 blocks of one weight gradient run as one batched product (same results).
                 pending_pe3.add(pc, desc)
             else:
@@ -219,10 +219,10 @@ class GoldenDevice:
         if op == Opcode.PE3:
             A = mem.read_rows(desc.src_a, a, c, desc.stride_a)
             B = mem.read_rows(desc.src_b, a, d, desc.stride_b)
-            acc = pe.pe3(A, B, integer)
+            acc = pe.pe3_memory_order(pe.pe3(A, B, integer), bool(desc.flags & Flag.CHUNKS), self.cfg.pe3_lanes)
             if desc.flags & Flag.ACC:
                 acc_out, _ = pe.output_stage(acc, desc.shift, desc.out_fmt.format(), integer)
-                old = mem.read(desc.dst, d * c).reshape(d, c)
+                old = mem.read(desc.dst, d * c).reshape(acc.shape)
                 total = acc_out + old
                 fmt = desc.out_fmt.format()
                 out = total if not integer else np.clip(total, fmt.min_int, fmt.max_int)
@@ -294,6 +294,7 @@ class GoldenDevice:
             A = elems[off_a[:, None, None] + rows[None, :, None] * first.stride_a + np.arange(c)[None, None, :]]
             B = elems[off_b[:, None, None] + rows[None, :, None] * first.stride_b + np.arange(d)[None, None, :]]
             acc = np.matmul(B.astype(np.float64).transpose(0, 2, 1), A.astype(np.float64))
+        acc = pe.pe3_memory_order(acc, bool(first.flags & Flag.CHUNKS), self.cfg.pe3_lanes)
         out, sat = pe.output_stage(acc, first.shift, first.out_fmt.format(), integer)
         dsts = np.array([g.dst for _, g in group])
         if np.all(np.diff(dsts) == 2 * c * d):
@@ -324,10 +325,10 @@ class _PE3Group(list):
     def admits(self, desc: Descriptor) -> bool:
         """Same shape, and reads nothing the group writes (batching reads all before writing any)."""
         first = self[0][1]
-        if desc.opcode != Opcode.PE3 or desc.flags:
+        if desc.opcode != Opcode.PE3 or desc.flags & Flag.ACC:
             return False
-        if ((desc.a, desc.c, desc.d, desc.stride_a, desc.stride_b, desc.shift, desc.out_fmt) !=
-                (first.a, first.c, first.d, first.stride_a, first.stride_b, first.shift, first.out_fmt)):
+        if ((desc.a, desc.c, desc.d, desc.stride_a, desc.stride_b, desc.shift, desc.out_fmt, desc.flags) !=
+                (first.a, first.c, first.d, first.stride_a, first.stride_b, first.shift, first.out_fmt, first.flags)):
             return False
         reads = ((desc.src_a, desc.src_a + 2 * ((desc.a - 1) * desc.stride_a + desc.c)),
                  (desc.src_b, desc.src_b + 2 * ((desc.a - 1) * desc.stride_b + desc.d)))

@@ -68,6 +68,16 @@ def pe3(A, B, integer: bool = True, raw: bool = False) -> np.ndarray:
     return _finish(acc, integer, raw)
 
 
+def pe3_memory_order(out, chunk_major: bool, lanes: int = 16) -> np.ndarray:
+    """PE3's result ``(..., d, c)`` in the order it is stored: row-major ``dst[d][c]``, or with Flag.CHUNKS
+    chunk-major ``dst[c // lanes][d][c % lanes]`` (one contiguous ``d x lanes`` block per pass of the lanes)."""
+    out = np.asarray(out)
+    if not chunk_major:
+        return out
+    *lead, d, c = out.shape
+    return np.swapaxes(out.reshape(*lead, d, c // lanes, lanes), -3, -2)
+
+
 def reduce_rows(A, integer: bool = True) -> np.ndarray:
     """The bias gradient: ``dst[c] = sum_k A[k, c]``."""
     A = np.asarray(A)

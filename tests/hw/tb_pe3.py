@@ -1,4 +1,5 @@
-"""cocotb bench for PE3 (batch-summed outer product, strided operands, Flag.ACC) against the golden executor."""
+"""cocotb bench for PE3 (batch-summed outer product, strided operands, Flag.ACC, Flag.CHUNKS) against the golden
+executor."""
 
 import cocotb
 import numpy as np
@@ -7,7 +8,7 @@ from tbcommon import UnitTB, iterations
 from ultratrain.sim.contract import Descriptor, Flag, Opcode, OutFormat
 
 
-async def one_case(tb, a, c, d, stride_a, stride_b, shift, fmt, acc, extreme, label):
+async def one_case(tb, a, c, d, stride_a, stride_b, shift, fmt, acc, extreme, label, chunks=False):
     rng = tb.rng
     if extreme:
         A = rng.choice([-32768, 32767, -1, 0, 1], size=(a, stride_a))
@@ -23,10 +24,11 @@ async def one_case(tb, a, c, d, stride_a, stride_b, shift, fmt, acc, extreme, la
     old = rng.choice([-32768, 32767, 0, 5, -5], size=d * c) if extreme else rng.integers(-2000, 2000, size=d * c)
     tb.write_tensor(dst, old)
     desc = Descriptor(Opcode.PE3, a=a, c=c, d=d, src_a=src_a, src_b=src_b, dst=dst, stride_a=stride_a,
-                      stride_b=stride_b, shift=shift, out_fmt=fmt, flags=Flag.ACC if acc else Flag.NONE)
+                      stride_b=stride_b, shift=shift, out_fmt=fmt,
+                      flags=(Flag.ACC if acc else Flag.NONE) | (Flag.CHUNKS if chunks else Flag.NONE))
     cycles = await tb.check(desc, dst, d * c, label)
-    tb.log.info("%s: a=%d c=%d d=%d strides=%d,%d shift=%d fmt=%s acc=%d: %d cycles (%.1f MAC/cycle)", label, a, c,
-                d, stride_a, stride_b, shift, OutFormat(fmt).name, acc, cycles, a * c * d / cycles)
+    tb.log.info("%s: a=%d c=%d d=%d strides=%d,%d shift=%d fmt=%s acc=%d chunks=%d: %d cycles (%.1f MAC/cycle)", label,
+                a, c, d, stride_a, stride_b, shift, OutFormat(fmt).name, acc, chunks, cycles, a * c * d / cycles)
 
 
 @cocotb.test()
@@ -41,7 +43,7 @@ async def pe3_random_shapes(dut):
         stride_a = c + 16 * int(rng.integers(0, 3))
         stride_b = 16 * (-(-d // 16)) + 16 * int(rng.integers(0, 2))
         await one_case(tb, a, c, d, stride_a, stride_b, int(rng.integers(4, 14)), int(rng.integers(0, 3)),
-                       bool(rng.integers(0, 2)), False, f"random{it}")
+                       bool(rng.integers(0, 2)), False, f"random{it}", chunks=bool(rng.integers(0, 2)))
 
 
 @cocotb.test()
@@ -56,3 +58,6 @@ async def pe3_extremes(dut):
              (29, 32, 1, 32, 16, 2, OutFormat.S16, False)]
     for i, (a, c, d, sa, sb, shift, fmt, acc) in enumerate(cases):
         await one_case(tb, a, c, d, sa, sb, shift, int(fmt), acc, True, f"extreme{i}")
+    # chunk-major stores: the largest row with several chunks, and ACC reading the old result chunk-major
+    for i, (a, c, d, sa, sb, acc) in enumerate([(2, 48, 256, 48, 256, False), (4, 64, 9, 64, 16, True)]):
+        await one_case(tb, a, c, d, sa, sb, 3, int(OutFormat.S16), acc, True, f"chunks{i}", chunks=True)

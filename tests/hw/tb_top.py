@@ -96,7 +96,7 @@ def illegal_cases():
     return [
         ("opcode", 0x0000000F, ErrorCode.ILLEGAL_OPCODE),
         ("reserved", 0x00000011 | 1 << 20, ErrorCode.RESERVED),
-        ("flags", 0x00000201, ErrorCode.RESERVED),
+        ("flags", 0x00000401, ErrorCode.RESERVED),
         ("out_fmt", 0x00030001, ErrorCode.BAD_FORMAT),
         ("pe1_c", Descriptor(Opcode.PE1, a=1, b=1, c=8, d=1, **ok), ErrorCode.BAD_SHAPE),
         ("pe1_buf", Descriptor(Opcode.PE1, a=1, b=33, c=16, d=1, **ok), ErrorCode.BAD_SHAPE),
@@ -123,6 +123,7 @@ def illegal_cases():
         ("load_range", Descriptor(Opcode.LOAD_W, a=2, src_a=0x1000, wofs=cfg.wmem_words - 1), ErrorCode.MEM_RANGE),
         ("load_zero", Descriptor(Opcode.LOAD_B, a=0, src_a=0x1000), ErrorCode.BAD_SHAPE),
         ("acc_flag", Descriptor(Opcode.PE1, a=1, b=1, c=16, d=1, flags=Flag.ACC, **ok), ErrorCode.RESERVED),
+        ("chunks_flag", Descriptor(Opcode.PE2, a=1, b=1, c=16, d=8, flags=Flag.CHUNKS, **ok), ErrorCode.RESERVED),
     ]
 
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from ultratrain.host.backends.emulated import EmulatedBackend
 from ultratrain.host.runtime import NetworkRuntime
 from ultratrain.sim.compiler import (NetworkSpec, ShapeError, TTLayerSpec, compile_network, thesis_table33_network)
-from ultratrain.sim.contract import HardwareConfig, Opcode, OutFormat
+from ultratrain.sim.contract import Flag, HardwareConfig, Opcode, OutFormat
 from ultratrain.sim.formats import rescale, round_shift
 
 
@@ -87,10 +87,13 @@ def test_table_3_6_shapes_for_three_cores():
                    ("PE2", 1, n1 * m1, n2 * m2 * r2, r1),        # (3.17) -> dG2
                    ("PE2", 1, n1 * m1, n2 * m2 * n3 * m3, r1),   # (3.18)
                    ("PE2", 1, r1 * n2 * m2, n3 * m3, r2)]        # (3.19) -> dG3
-    # dW in merged blocks (n2 n3 x m3): pair 2 stored m-major, n2 times fewer PE3 instructions than the
-    # thesis' (n3 x m3) blocks; core 1 is read m-major by the sweeps and its gradient comes out m-major.
+    # dW in merged blocks (n2 n3 x m3): pair 2 stored m-major, so that for each n1 the m1 m2 blocks follow
+    # each other and one PE3 instruction forms all of them chunk-major (m3 = 16 lanes): n1 instructions
+    # instead of the thesis' n1 m1 n2 m2. Core 1 is read m-major by the sweeps and its gradient is m-major.
     pe3 = [op for op in net.programs["backward"] if op.opcode == Opcode.PE3]
-    assert [(op.a, op.c, op.d) for op in pe3] == [(B, m3, n2 * n3)] * (n1 * m1 * m2)
+    assert [(op.a, op.c, op.d, op.flags) for op in pe3] == [(B, m1 * m2 * m3, n2 * n3, Flag.CHUNKS)] * n1
+    assert [op.dst_offset for op in pe3] == [i * m1 * m2 * n2 * n3 * m3 for i in range(n1)]
+    assert [op.src_b_offset for op in pe3] == [i * n2 * n3 for i in range(n1)] and {op.src_a_offset for op in pe3} == {0}
     assert sum(op.macs() for op in pe3) == B * m1 * m2 * m3 * n1 * n2 * n3
     assert net.factor_grad_layouts[0] == ["nm", "mn", "nm"]
     assert [op.weight for op in net.programs["backward"] if op.opcode in (Opcode.PE1, Opcode.PE2)] == [
@@ -99,15 +102,20 @@ def test_table_3_6_shapes_for_three_cores():
 
 def test_full_weight_gradient_blocks_stay_per_pair_where_merging_cannot_help_or_fit():
     """n_{d-2} = 1 (nothing to merge) or n_{d-2} n_{d-1} > pe3_max_d (PE3 cannot hold the block): the thesis'
-    (n_{d-1} x m_{d-1}) blocks in the interleaved layout, every core read and returned canonical."""
+    (n_{d-1} x m_{d-1}) blocks in the interleaved layout, every core read and returned canonical; the m_{d-2}
+    blocks of one prefix still follow each other, so one chunk-major instruction forms them. With a last
+    input mode other than 16 every block is its own instruction."""
     for n_modes in ((3, 1, 16), (2, 32, 16)):
         spec = NetworkSpec((TTLayerSpec((2, 3, 16), n_modes, (16, 16), "none"),))
         net = compile_network(spec, batch=2)
         pe3 = [op for op in net.programs["backward"] if op.opcode == Opcode.PE3]
-        assert [(op.c, op.d) for op in pe3] == [(16, 16)] * (2 * 3 * n_modes[0] * n_modes[1])
-        assert [op.dst_offset for op in pe3] == [i * 256 for i in range(len(pe3))]
+        assert [(op.c, op.d, op.flags) for op in pe3] == [(48, 16, Flag.CHUNKS)] * (2 * n_modes[0] * n_modes[1])
+        assert [op.dst_offset for op in pe3] == [i * 3 * 256 for i in range(len(pe3))]
         assert net.factor_grad_layouts[0] == ["nm"] * 3
         assert all(t.layout != "canon_mn" for t in net.weight_tiles)
+    spec = NetworkSpec((TTLayerSpec((2, 3, 32), (2, 1, 16), (16, 16), "none"),))
+    pe3 = [op for op in compile_network(spec, batch=2).programs["backward"] if op.opcode == Opcode.PE3]
+    assert [(op.c, op.d, op.flags) for op in pe3] == [(32, 16, Flag.NONE)] * (2 * 2 * 3)
 
 
 layer_shapes = st.integers(1, 3).flatmap(lambda d: st.tuples(

@@ -45,7 +45,7 @@ def test_writeback_roundtrip():
 
 
 @pytest.mark.parametrize("word0, code", [(0x0000000F, ErrorCode.ILLEGAL_OPCODE), (0x00000010, ErrorCode.RESERVED),
-                                         (0x00000201, ErrorCode.RESERVED), (0x00030001, ErrorCode.BAD_FORMAT),
+                                         (0x00000401, ErrorCode.RESERVED), (0x00030001, ErrorCode.BAD_FORMAT),
                                          (0x00040001, ErrorCode.RESERVED)])
 def test_corrupt_descriptors_are_rejected(word0, code):
     raw = word0.to_bytes(4, "little") + bytes(60)
@@ -79,6 +79,7 @@ LEGAL_PE1 = dict(opcode=Opcode.PE1, a=9, b=2, c=32, d=5, src_a=0x1000, dst=0x200
     ({"src_a": 0x1010}, ErrorCode.BAD_ALIGN),
     ({"wofs": 4095}, ErrorCode.MEM_RANGE),
     ({"flags": Flag.ACC}, ErrorCode.RESERVED),             # ACC is PE3's only
+    ({"flags": Flag.CHUNKS}, ErrorCode.RESERVED),          # and so is CHUNKS
 ])
 def test_pe1_legality(change, code):
     assert check_descriptor(Descriptor(**{**LEGAL_PE1, **change})) == code
@@ -92,8 +93,10 @@ def test_other_legality_rules():
     assert check_descriptor(pe2) == ErrorCode.BAD_SHAPE
     pe3 = Descriptor(Opcode.PE3, a=4, c=16, d=16, stride_a=16, stride_b=24)
     assert check_descriptor(pe3) == ErrorCode.BAD_ALIGN
-    assert check_descriptor(Descriptor(Opcode.PE3, a=4, c=16, d=16, stride_a=16, stride_b=16,
-                                       flags=Flag.ACC)) == ErrorCode.NONE
+    for flags in (Flag.ACC, Flag.CHUNKS, Flag.ACC | Flag.CHUNKS):
+        assert check_descriptor(Descriptor(Opcode.PE3, a=4, c=32, d=16, stride_a=32, stride_b=16,
+                                           flags=flags)) == ErrorCode.NONE
+        assert Descriptor.decode(Descriptor(Opcode.PE3, a=4, c=32, d=16, flags=flags).encode()).flags == flags
     act = Descriptor(Opcode.ACT_FWD, a=2, c=16, bofs=cfg.bmem_words)
     assert check_descriptor(act) == ErrorCode.MEM_RANGE
     assert check_descriptor(Descriptor(Opcode.LOAD_W, a=cfg.wmem_words + 1)) == ErrorCode.MEM_RANGE

@@ -68,6 +68,27 @@ def test_corrupt_opcode_and_missing_end():
     assert dev.run(BASE, 1).error == ErrorCode.NO_END
 
 
+def test_pe3_chunk_major_store_is_the_row_major_result_rearranged():
+    """Flag.CHUNKS stores dst[c // 16][d][c % 16]; with ACC the old result is read in the same order."""
+    rng = np.random.default_rng(2)
+    K, c, d = 3, 48, 5
+    X, G = rng.integers(-600, 600, (K, 64)), rng.integers(-600, 600, (K, 32))
+    for acc in (False, True):
+        results = {}
+        for flags in (Flag.NONE, Flag.CHUNKS):
+            desc = Descriptor(Opcode.PE3, a=K, c=c, d=d, src_a=BASE + 0x1000, src_b=BASE + 0x8000, dst=BASE + 0x10000,
+                              stride_a=64, stride_b=32, shift=2, flags=flags | (Flag.ACC if acc else Flag.NONE))
+            mem, dev = setup([desc, Descriptor(Opcode.END)])
+            mem.write(BASE + 0x1000, X)
+            mem.write(BASE + 0x8000, G)
+            old = np.arange(c * d) - 100
+            mem.write(BASE + 0x10000, old if flags == Flag.NONE else old.reshape(d, 3, 16).transpose(1, 0, 2).ravel())
+            assert dev.run(BASE, 2).ok
+            results[flags] = mem.read(BASE + 0x10000, c * d).copy()
+        row_major = results[Flag.NONE].reshape(d, c)
+        np.testing.assert_array_equal(results[Flag.CHUNKS], row_major.reshape(d, 3, 16).transpose(1, 0, 2).ravel())
+
+
 def pe3_program(blocks, K, dst, acc=False, shift=3):
     return [Descriptor(Opcode.PE3, a=K, c=16, d=16, src_a=BASE + 0x1000 + 32 * i, src_b=BASE + 0x8000 + 32 * j,
                        dst=dst + 512 * n, stride_a=64, stride_b=32, shift=shift, flags=Flag.ACC if acc else Flag.NONE)
