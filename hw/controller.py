@@ -8,8 +8,8 @@ Program run (the golden executor ``sim/executor.py`` is the reference, descripto
 3. DECODE: :class:`~ultratrain.hw.decoder.Decoder` gives the fields and the ErrorCode. An illegal descriptor
    gets the write-back ``done = 0, error = code`` and the run stops with STATUS.ERROR. END gets ``done = 1``
    and the run stops with STATUS.DONE.
-4. PREFETCH: before the unit starts, the read of descriptor PC + 1 is issued (when PC + 1 < PROG_COUNT). Its
-   four beats come back ahead of the unit's first read (the AXI read channel returns one ID in order), so
+4. Read-ahead (in CHECK, as the unit is picked): the read of descriptor PC + 1 is issued (when
+   PC + 1 < PROG_COUNT). Its four beats come back ahead of the unit's first read (the AXI read channel returns one ID in order), so
    the next descriptor is on chip by the time this instruction ends and its fetch latency is hidden. The
    ring is therefore read one descriptor ahead: a program must not write its own descriptor words 0-7
    (the compiler never does; sim/contract.py states the rule).
@@ -82,7 +82,6 @@ class Controller(wiring.Component):
         wb_sat = Signal(32)
         wb_abs = Signal(64)
         stop = Signal()
-        next_owner = Signal.like(self.owner)
         ahead_addr = Signal(32)     # address of descriptor PC + 1, read ahead
         ahead_issued = Signal()     # the read of descriptor PC + 1 was issued during this instruction
         ahead_beat = Signal(2)
@@ -102,6 +101,14 @@ class Controller(wiring.Component):
                              ahead_beat.eq(ahead_beat + 1)]
                 with m.If(self.rd.data.payload.last):
                     m.d.sync += self.rd_claim.eq(0)
+
+        def decode():
+            # Register the decoder's view of `words` (a fetched or read-ahead descriptor), then CHECK.
+            m.d.sync += [self.desc.eq(dec.fields), error.eq(dec.error),
+                         is_end.eq(dec.fields.opcode == int(Opcode.END))]
+            with m.If(self.dma_error):
+                m.d.sync += error.eq(ErrorCode.AXI_ERROR)
+            m.next = "CHECK"
 
         def abortable():
             with m.If(self.soft_reset):
@@ -143,11 +150,7 @@ class Controller(wiring.Component):
                 abortable()
             with m.State("DECODE"):
                 m.d.comb += counting.eq(1)
-                m.d.sync += [self.desc.eq(dec.fields), error.eq(dec.error),
-                             is_end.eq(dec.fields.opcode == int(Opcode.END))]
-                with m.If(self.dma_error):
-                    m.d.sync += error.eq(ErrorCode.AXI_ERROR)
-                m.next = "CHECK"
+                decode()
                 abortable()
             with m.State("CHECK"):
                 m.d.comb += counting.eq(1)
@@ -159,31 +162,27 @@ class Controller(wiring.Component):
                     m.d.sync += [wb_done.eq(1), wb_error.eq(0), stop.eq(1)]
                     m.next = "WB_CMD"
                 with m.Else():
+                    # Dispatch, issuing the read-ahead of the next descriptor first: the owner is still the
+                    # sequencer, so the command goes out before the unit's first one.
                     owner = Signal.like(self.owner)
                     with m.Switch(self.desc.opcode):
                         for op in (Opcode.PE1, Opcode.PE2, Opcode.PE3, Opcode.ACT_FWD, Opcode.ACT_BWD,
                                    Opcode.REDUCE, Opcode.LOAD_W, Opcode.LOAD_B):
                             with m.Case(int(op)):
                                 m.d.comb += owner.eq(unit_of(op))
-                    m.d.sync += [next_owner.eq(owner), stop.eq(0)]
-                    m.next = "PREFETCH"
-                abortable()
-            with m.State("PREFETCH"):
-                # Still the sequencer's read port: the command goes out before the unit's first one.
-                m.d.comb += counting.eq(1)
-                cmd = self.rd.cmd
-                addr = desc_addr + DESCRIPTOR_BYTES
-                with m.If(self.pc + 1 < self.prog_count):
-                    m.d.comb += [cmd.valid.eq(1), cmd.payload.addr.eq(addr),
-                                 cmd.payload.beats.eq(DESCRIPTOR_BYTES * 8 // cfg.axi_data_bits),
-                                 cmd.payload.rows.eq(1), cmd.payload.stride.eq(0), cmd.payload.tag.eq(0)]
-                    with m.If(cmd.ready):
-                        m.d.sync += [ahead_addr.eq(addr), ahead_issued.eq(1), ahead_beat.eq(0),
-                                     self.rd_claim.eq(1), self.owner.eq(next_owner)]
+                    cmd = self.rd.cmd
+                    addr = desc_addr + DESCRIPTOR_BYTES
+                    with m.If(self.pc + 1 < self.prog_count):
+                        m.d.comb += [cmd.valid.eq(1), cmd.payload.addr.eq(addr),
+                                     cmd.payload.beats.eq(DESCRIPTOR_BYTES * 8 // cfg.axi_data_bits),
+                                     cmd.payload.rows.eq(1), cmd.payload.stride.eq(0), cmd.payload.tag.eq(0)]
+                        with m.If(cmd.ready):
+                            m.d.sync += [ahead_addr.eq(addr), ahead_issued.eq(1), ahead_beat.eq(0),
+                                         self.rd_claim.eq(1), self.owner.eq(owner), stop.eq(0)]
+                            m.next = "START"
+                    with m.Else():
+                        m.d.sync += [ahead_issued.eq(0), self.owner.eq(owner), stop.eq(0)]
                         m.next = "START"
-                with m.Else():
-                    m.d.sync += [ahead_issued.eq(0), self.owner.eq(next_owner)]
-                    m.next = "START"
                 abortable()
             with m.State("START"):
                 m.d.comb += [counting.eq(1), self.unit_start.eq(1)]
@@ -235,7 +234,7 @@ class Controller(wiring.Component):
                     m.next = "FETCH"
                 with m.Elif(~self.rd_claim):
                     m.d.sync += [desc_addr.eq(ahead_addr), ahead_issued.eq(0)]
-                    m.next = "DECODE"
+                    decode()
                 abortable()
             with m.State("WB_WAIT"):
                 m.d.comb += counting.eq(1)

@@ -28,6 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..sim.contract import DEFAULT_CONFIG, WMEM_LANES, HardwareConfig
 from .arith import narrow_product
+from .block_read_ahead import BlockReadAhead
 from .output_stage import OutputStage
 from .packer import Packer
 from .pingpong import PingPongBuffer
@@ -102,9 +103,10 @@ class PE1(wiring.Component):
             return Mux(rows_left >= rows, rows, rows_left[:4])
 
         # ---- loader: A[a0:a0+8] -> input half ------------------------------------------------------------
-        # The read command of block i+1 goes out as soon as its half is free, while block i's beats still
-        # stream in, so the DRAM latency hides behind the previous block (both halves may be FILLING: the
-        # beats arrive in command order and `ld_half` follows them).
+        # Read commands run ahead of the free halves (hw/block_read_ahead.py), so the DRAM latency hides even
+        # when a block loads as fast as it computes (both halves may be FILLING: the beats arrive in command
+        # order and `ld_half` follows them).
+        m.submodules.read_ahead = ahead = BlockReadAhead()
         ld_block = Signal(14)
         ld_rows_left = Signal(16)
         ld_addr = Signal(32)
@@ -114,20 +116,22 @@ class PE1(wiring.Component):
         with m.If(self.start):
             m.d.sync += [ld_block.eq(0), ld_rows_left.eq(desc.a), ld_addr.eq(desc.src_a),
                          ld_half.eq(inbuf.w_next), ld_i.eq(0), ld_p.eq(0)]
+        beat = self.rd.data
+        m.d.comb += [ahead.clear.eq(self.start), ahead.half_free.eq(inbuf.w_ready), inbuf.w_acquire.eq(ahead.acquire),
+                     ahead.cmd_fire.eq(self.rd.cmd.valid & self.rd.cmd.ready),
+                     ahead.block_done.eq(beat.valid & beat.ready & beat.payload.last & ~self.start)]
         with m.If(self.busy & (ld_block != nblocks) & ~self.start):
-            m.d.comb += [self.rd.cmd.valid.eq(inbuf.w_ready),
+            m.d.comb += [self.rd.cmd.valid.eq(ahead.cmd_allow),
                          self.rd.cmd.payload.addr.eq(ld_addr),
                          self.rd.cmd.payload.beats.eq(narrow_product(row_beats, rows_in(ld_rows_left))),
                          self.rd.cmd.payload.rows.eq(1), self.rd.cmd.payload.stride.eq(0),
                          self.rd.cmd.payload.tag.eq(0)]
             with m.If(self.rd.cmd.valid & self.rd.cmd.ready):
-                m.d.comb += inbuf.w_acquire.eq(1)
                 m.d.sync += [ld_block.eq(ld_block + 1), ld_rows_left.eq(ld_rows_left - rows),
                              ld_addr.eq(ld_addr + (bc << 4))]
-        beat = self.rd.data
-        m.d.comb += [beat.ready.eq(1), inbuf.w_sel.eq(ld_half), inbuf.w_addr.eq(ld_p >> 1),
+        m.d.comb += [beat.ready.eq(ahead.beat_ready), inbuf.w_sel.eq(ld_half), inbuf.w_addr.eq(ld_p >> 1),
                      inbuf.w_data.eq(beat.payload.data.replicate(rows * lane_bits // cfg.axi_data_bits))]
-        with m.If(beat.valid & ~self.start):
+        with m.If(beat.valid & beat.ready & ~self.start):
             m.d.comb += inbuf.w_en.eq(1 << Cat(ld_p[0], ld_i))
             with m.If(ld_p == row_beats - 1):
                 m.d.sync += [ld_p.eq(0), ld_i.eq(ld_i + 1)]

@@ -27,6 +27,7 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sim.contract import DEFAULT_CONFIG, HardwareConfig
+from .block_read_ahead import BlockReadAhead
 from .output_stage import OutputStage, connect_beats_to_axi
 from .pingpong import PingPongBuffer, PingPongControl
 from .ram import AsyncRAM
@@ -106,25 +107,28 @@ class PE2(wiring.Component):
             return src, dst, finished, advance
 
         # ---- loader --------------------------------------------------------------------------------------
-        # As in PE1: the next block's read command goes out as soon as its half is free, so the DRAM latency
-        # hides behind the beats of the block before; `ld_half` follows the beats (they arrive in order).
+        # Read commands run ahead of the free halves (hw/block_read_ahead.py), so the DRAM latency hides even
+        # when a block loads as fast as it computes; `ld_half` follows the beats (they arrive in order).
+        m.submodules.read_ahead = ahead = BlockReadAhead()
         ld_src, _, ld_done, ld_advance = walker("ld", 0, 0)
         ld_half = Signal()
         ld_beat = Signal(range(2 * cfg.pe2_buf_rows))
         with m.If(self.start):
             m.d.sync += [ld_half.eq(inbuf.w_next), ld_beat.eq(0)]
+        cmd = self.rd.cmd
+        beat = self.rd.data
+        m.d.comb += [ahead.clear.eq(self.start), ahead.half_free.eq(inbuf.w_ready), inbuf.w_acquire.eq(ahead.acquire),
+                     ahead.cmd_fire.eq(cmd.valid & cmd.ready),
+                     ahead.block_done.eq(beat.valid & beat.ready & beat.payload.last & ~self.start)]
         with m.If(self.busy & ~ld_done & ~self.start):
-            cmd = self.rd.cmd
-            m.d.comb += [cmd.valid.eq(inbuf.w_ready), cmd.payload.addr.eq(ld_src),
+            m.d.comb += [cmd.valid.eq(ahead.cmd_allow), cmd.payload.addr.eq(ld_src),
                          cmd.payload.beats.eq(halves), cmd.payload.rows.eq(desc.b),
                          cmd.payload.stride.eq(desc.c << 1), cmd.payload.tag.eq(0)]
             with m.If(cmd.valid & cmd.ready):
-                m.d.comb += inbuf.w_acquire.eq(1)
                 ld_advance()
-        beat = self.rd.data
-        m.d.comb += [beat.ready.eq(1), inbuf.w_sel.eq(ld_half), inbuf.w_addr.eq(ld_beat >> 1),
+        m.d.comb += [beat.ready.eq(ahead.beat_ready), inbuf.w_sel.eq(ld_half), inbuf.w_addr.eq(ld_beat >> 1),
                      inbuf.w_data.eq(beat.payload.data.replicate(halves))]
-        with m.If(beat.valid & ~self.start):
+        with m.If(beat.valid & beat.ready & ~self.start):
             m.d.comb += inbuf.w_en.eq(1 << ld_beat[0])
             m.d.sync += ld_beat.eq(ld_beat + 1)
             with m.If(beat.payload.last):

@@ -252,15 +252,16 @@ class PE3(wiring.Component):
         m.d.comb += pending.eq(sum(pipe[i] for i in range(in_flight)))
         with m.FSM(name="drain") as drain_fsm:
             with m.State("IDLE"):
-                with m.If(self.busy & ~self.start & (dr_cj != c16) & banks.r_ready):
-                    m.next = "CMD"
-            with m.State("CMD"):
+                # The chunk's write command goes out as soon as its bank is complete (one cycle per chunk
+                # between drains).
                 wcmd = self.wr.cmd
-                m.d.comb += [wcmd.valid.eq(1), wcmd.payload.addr.eq(dr_dst), wcmd.payload.beats.eq(halves),
-                             wcmd.payload.rows.eq(desc.d), wcmd.payload.stride.eq(dst_row_bytes)]
-                with m.If(wcmd.ready):
-                    m.d.sync += [ddr.eq(0), part.eq(0), dr_cj.eq(dr_cj + 1), dr_dst.eq(dr_dst + dst_chunk_bytes)]
-                    m.next = "READ"
+                with m.If(self.busy & ~self.start & (dr_cj != c16) & banks.r_ready):
+                    m.d.comb += [wcmd.valid.eq(1), wcmd.payload.addr.eq(dr_dst), wcmd.payload.beats.eq(halves),
+                                 wcmd.payload.rows.eq(desc.d), wcmd.payload.stride.eq(dst_row_bytes)]
+                    with m.If(wcmd.ready):
+                        m.d.sync += [ddr.eq(0), part.eq(0), dr_cj.eq(dr_cj + 1),
+                                     dr_dst.eq(dr_dst + dst_chunk_bytes)]
+                        m.next = "READ"
             with m.State("READ"):
                 with m.If((ofifo.level + pending < ofifo.depth - 1) & (~acc_flag | oldfifo.r_rdy)):
                     m.d.comb += [dr_issue.eq(1), oldfifo.r_en.eq(acc_flag)]

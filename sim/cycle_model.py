@@ -54,8 +54,8 @@ __all__ = ["CycleParams", "CycleModel", "InstructionCost", "pipeline_cycles", "P
 class CycleParams:
     """Latencies and overheads (cycles of the accelerator clock) of one build of the RTL."""
 
-    issue: int = 9              # controller: decode, check, read-ahead command, start, write-back (posted)
-    run_overhead: int = 7       # per run, beyond rd_latency: first descriptor fetch, last write-back's response
+    issue: int = 7              # controller: decode, check + read-ahead command, start, write-back (posted)
+    run_overhead: int = 9       # per run, beyond rd_latency: first descriptor fetch, last write-back's response
     rd_latency: int = 0         # AR handshake -> first R beat (the DRAM's latency: AxiRam in simulation)
     wr_latency: int = 10         # last W beat -> B response (beyond what the unit's done condition overlaps)
     pe1_load_gap: int = 5       # block's read command -> its first beat (AXI master), beyond rd_latency
@@ -64,21 +64,23 @@ class CycleParams:
     pe1_store_cpw: float = 1.0  # cycles per output-buffer word (8 elements of one row) read into the packer
     pe1_block_gap: int = 1      # compute FSM cycles between blocks
     pe1_pipe: int = 5          # compute end -> first store (memory read, products, row sums, output stage)
+    pe1_acquire: int = 2       # compute releases an input half -> the next block's first beat can land in it
     pe2_load_gap: int = 3
     pe2_load_cpb: float = 1.0   # cycles per loaded beat (runs of two beats, one burst each)
     pe2_store_gap: int = 2
     pe2_store_cpb: float = 1.0  # cycles per stored beat (accumulator bank -> output stage -> FIFO -> AXI)
     pe2_block_gap: int = 1
     pe2_pipe: int = 1
+    pe2_acquire: int = 2       # as pe1_acquire
     pe3_row_gap: int = 0        # extra cycles per streamed row of a chunk
     pe3_chunk_gap: int = 1      # compute FSM's IDLE cycle between chunks (and after a bank's release)
-    pe3_pipe: int = 5           # last sweep cycle -> first drain read (s1, s2, bank commit, drain IDLE, CMD)
-    pe3_drain_gap: int = 2      # drain FSM cycles between chunks (IDLE, write CMD)
+    pe3_pipe: int = 4           # last sweep cycle -> first drain read (s1, s2, bank commit, drain IDLE + CMD)
+    pe3_drain_gap: int = 1      # drain FSM cycles between chunks (IDLE, which issues the write command)
     pe3_drain_tail: int = 4     # last drain read -> last W beat (accumulator RAM read, output stage, FIFO)
     pe3_acc_cpb: float = 1.0    # ACC: cycles per drained beat (the old result is read back alongside)
     pe3_old_fifo: int = 8       # ACC: beats of the old result buffered ahead of the drain (hw/pe3.py oldfifo)
-    pe3_acc_restart: int = 5    # ACC: chunk compute end -> the stalled old read moves again (commit, drain FSM)
-    pe3_acc_pipe: int = 7       # ACC: last drained beat -> last write issued (RAM read, output stage, FIFO, W)
+    pe3_acc_restart: int = 4    # ACC: chunk compute end -> the stalled old read moves again (commit, drain FSM)
+    pe3_acc_pipe: int = 6       # ACC: last drained beat -> last write issued (RAM read, output stage, FIFO, W)
     pe3_store_cpb: float = 1.0  # cycles per drained beat
     pe3_ahead: int = 1          # the controller's read-ahead beats, just ahead of PE3's first row on the channel
     vec_pipe: int = 3
@@ -145,14 +147,15 @@ class ProgramCost:
 
 
 def pipeline_cycles(n: int, load: int, compute: int, store: int, pipe: int = 0, gap: int = 0,
-                    last: tuple | None = None, lead: int = 0) -> int:
+                    last: tuple | None = None, lead: int = 0, acquire: int = 0) -> int:
     """Cycles from the first read command until the last store of ``n`` blocks through a 3-stage double-buffered
     pipeline.
 
-    Block ``i``'s read command goes out one cycle after block ``i-1``'s, once the compute of block ``i-2``
-    released its input half; its ``load`` beats arrive from ``lead`` cycles after the command, behind those of
-    block ``i-1`` (the read channel is in order), so the latency of one block hides behind the beats of the
-    one before. Block ``i`` computes once it is loaded, block ``i-1`` computed (plus ``gap``) and the store of
+    Block ``i``'s read command goes out one cycle after block ``i-1``'s, once block ``i-2``'s last beat is in
+    (the loaders run two blocks ahead, hw/block_read_ahead.py); its ``load`` beats arrive from ``lead`` cycles
+    after the command, behind those of block ``i-1`` (the read channel is in order), and once its half is
+    acquired, ``acquire`` cycles after the compute of block ``i-2`` released it. So the latency hides behind
+    the beats of the block before and behind the compute that frees the half. Block ``i`` computes once it is loaded, block ``i-1`` computed (plus ``gap``) and the store of
     block ``i-2`` drained its output half, and stores ``pipe`` cycles after its compute ends, once the store of
     block ``i-1`` finished. ``last`` gives the ``(load, compute, store)`` of a shorter final block. Exact; once
     three consecutive full blocks advance by the same period the rest is extrapolated.
@@ -163,34 +166,37 @@ def pipeline_cycles(n: int, load: int, compute: int, store: int, pipe: int = 0, 
     neg = -10**18
     ce = [neg, neg]          # compute ends of blocks i-2, i-1
     se = [neg, neg]          # store ends of blocks i-2, i-1
-    le_prev, cmd_prev = neg, neg
+    le = [neg, neg]          # last beats of blocks i-2, i-1
+    cmd_prev = neg
     periods = []
     i = 0
     full = n - 1 if last != (load, compute, store) else n
     while i < n:
         L, C, S = (load, compute, store) if i < full else last
-        cmd = max(cmd_prev + 1, ce[0], 0)
-        le = max(cmd + lead, le_prev) + L
-        cs = max(le, ce[1] + gap, se[0])
+        cmd = max(cmd_prev + 1, le[0] + 1, 0)
+        le_i = max(cmd + lead, le[1], ce[0] + acquire) + L
+        cs = max(le_i, ce[1] + gap, se[0])
         ce_i = cs + C
         ss = max(ce_i + pipe, se[1])
         se_i = ss + S
         if i >= 1 and i < full:
             periods.append(se_i - se[1])
             if len(periods) >= 4 and periods[-1] == periods[-2] == periods[-3] == periods[-4] and \
-                    ce_i - ce[1] == periods[-1] and le - le_prev == periods[-1] and cmd - cmd_prev == periods[-1]:
+                    ce_i - ce[1] == periods[-1] and le_i - le[1] == periods[-1] and cmd - cmd_prev == periods[-1]:
                 # Periodic: every time of blocks i+1 .. full-1 is this block's plus a multiple of the period.
                 skip = full - 1 - i
                 if skip > 0:
                     p = periods[-1] * skip
                     ce = [ce[1] + p, ce_i + p]
                     se = [se[1] + p, se_i + p]
-                    le_prev, cmd_prev = le + p, cmd + p
+                    le = [le[1] + p, le_i + p]
+                    cmd_prev = cmd + p
                     i = full
                     continue
         ce = [ce[1], ce_i]
         se = [se[1], se_i]
-        le_prev, cmd_prev = le, cmd
+        le = [le[1], le_i]
+        cmd_prev = cmd
         i += 1
     return se[1]
 
@@ -290,7 +296,7 @@ class CycleModel:
 
         full, tail = block(rows), block(tail_rows)
         unit = pipeline_cycles(n, *full, pipe=p.pe1_pipe, gap=p.pe1_block_gap, last=tail,
-                               lead=p.pe1_load_gap + p.rd_latency) + p.wr_latency
+                               lead=p.pe1_load_gap + p.rd_latency, acquire=p.pe1_acquire) + p.wr_latency
         busy = n * full[1]
         return InstructionCost(p.issue + unit, busy, "PE1", n * full[0], n * full[2], p.issue)
 
@@ -301,7 +307,7 @@ class CycleModel:
         compute = b * -(-d // cfg.pe2_rows)
         store = round(p.pe2_store_gap + _beats(d * cfg.pe2_cols, cfg) * p.pe2_store_cpb)
         unit = pipeline_cycles(n, load, compute, store, pipe=p.pe2_pipe, gap=p.pe2_block_gap,
-                               lead=p.pe2_load_gap + p.rd_latency) + p.wr_latency
+                               lead=p.pe2_load_gap + p.rd_latency, acquire=p.pe2_acquire) + p.wr_latency
         return InstructionCost(p.issue + unit, n * compute, "PE2", n * load, n * store, p.issue)
 
     def _pe3(self, a: int, c: int, d: int, acc: bool) -> InstructionCost:

@@ -16,12 +16,13 @@ from ultratrain.sim.optimizer import optimize
 from ultratrain.sim.schedules import LayerSchedule, Schedule
 
 
-def brute_force_pipeline(n, load, compute, store, pipe, gap, last, lead=0):
+def brute_force_pipeline(n, load, compute, store, pipe, gap, last, lead=0, acquire=0):
+    """Block by block: commands two blocks ahead of the received ones, beats once the half is acquired."""
     cmd, le, ce, se = [], [], [], []
     for i in range(n):
         L, C, S = (load, compute, store) if i < n - 1 else last
-        cmd.append(max(cmd[i - 1] + 1 if i else 0, ce[i - 2] if i >= 2 else 0))
-        le.append(max(cmd[i] + lead, le[i - 1] if i else 0) + L)
+        cmd.append(max(cmd[i - 1] + 1 if i else 0, le[i - 2] + 1 if i >= 2 else 0))
+        le.append(max(cmd[i] + lead, le[i - 1] if i else 0, ce[i - 2] + acquire if i >= 2 else 0) + L)
         cs = max(le[i], ce[i - 1] + gap if i else 0, se[i - 2] if i >= 2 else 0)
         ce.append(cs + C)
         se.append(max(ce[i] + pipe, se[i - 1] if i else 0) + S)
@@ -35,13 +36,16 @@ def test_pipeline_solver_is_exact():
         load, compute, store = (rng.randint(1, 50) for _ in range(3))
         last = (load, compute, store) if rng.random() < 0.5 else tuple(rng.randint(1, 50) for _ in range(3))
         pipe, gap, lead = rng.randint(0, 10), rng.randint(0, 3), rng.choice((0, rng.randint(1, 40)))
-        assert pipeline_cycles(n, load, compute, store, pipe, gap, last, lead) == \
-            brute_force_pipeline(n, load, compute, store, pipe, gap, last, lead)
+        acquire = rng.randint(0, 4)
+        assert pipeline_cycles(n, load, compute, store, pipe, gap, last, lead, acquire) == \
+            brute_force_pipeline(n, load, compute, store, pipe, gap, last, lead, acquire)
     # The extrapolated long case equals the block-by-block solution.
     assert pipeline_cycles(5000, 16, 257, 256, 10, 1, lead=28) == \
         brute_force_pipeline(5000, 16, 257, 256, 10, 1, (16, 257, 256), lead=28)
     # Load-bound: the read latency is paid once, not per block.
     assert pipeline_cycles(100, 64, 32, 8, lead=28) == 28 + 100 * 64 + 32 + 8
+    # Load as fast as compute: with the commands running ahead the latency is not paid per block either.
+    assert pipeline_cycles(200, 56, 56, 32, lead=28, acquire=2) < 28 + 200 * 60
 
 
 def test_bounds_and_regimes():
