@@ -3,8 +3,9 @@
 reloads them after each optimizer step on the ARM core).
 
 LOAD_W: ``a`` 64-bit words (two per 128-bit beat) from ``src_a`` to weight words ``wofs..wofs+a-1``;
-LOAD_B: ``a`` 128-bit words to bias words ``bofs..``. One weight word per cycle, so a beat is taken every
-two cycles for LOAD_W; loads are rare (once per training step).
+LOAD_B: ``a`` 128-bit words to bias words ``bofs..``. One beat per cycle: the weight memory takes both words
+of a beat at once (hw/weight_memory.py). Loads run once per training step, so at batch 1 they were worth
+the second write port (LOAD_W was 0.7 % of the step at one word per cycle).
 """
 
 from amaranth import Module, Mux, Signal
@@ -26,7 +27,8 @@ class LoadUnit(wiring.Component):
         self.cfg = cfg
         members = unit_members(cfg.axi_data_bits)
         members.update({
-            "wmem_w_addr": Out(range(cfg.wmem_words)), "wmem_w_data": Out(WEIGHT_WORD_BITS), "wmem_w_en": Out(1),
+            "wmem_w_addr": Out(range(cfg.wmem_words)), "wmem_w_data": Out(2 * WEIGHT_WORD_BITS),
+            "wmem_w_en": Out(2),
             "bmem_w_addr": Out(range(cfg.bmem_words)), "bmem_w_data": Out(BIAS_WORD_BITS), "bmem_w_en": Out(1),
         })
         super().__init__(members)
@@ -37,15 +39,13 @@ class LoadUnit(wiring.Component):
         is_w = desc.opcode == int(Opcode.LOAD_W)
         left = Signal(16)          # words still to write
         addr = Signal(16)
-        second = Signal()          # LOAD_W: the beat's upper word is next
         m.d.comb += [self.saturated.eq(0), self.sum_abs.eq(0), self.array_busy.eq(self.busy),
                      self.wr.cmd.valid.eq(0), self.wr.cmd.payload.eq(0), self.wr.data.valid.eq(0),
                      self.wr.data.payload.eq(0)]
         with m.FSM(name="load"):
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [self.busy.eq(1), left.eq(desc.a), addr.eq(Mux(is_w, desc.wofs, desc.bofs)),
-                                 second.eq(0)]
+                    m.d.sync += [self.busy.eq(1), left.eq(desc.a), addr.eq(Mux(is_w, desc.wofs, desc.bofs))]
                     m.next = "CMD"
             with m.State("CMD"):
                 cmd = self.rd.cmd
@@ -56,18 +56,17 @@ class LoadUnit(wiring.Component):
                     m.next = "DATA"
             with m.State("DATA"):
                 beat = self.rd.data
-                m.d.comb += [self.wmem_w_addr.eq(addr), self.bmem_w_addr.eq(addr),
-                             self.wmem_w_data.eq(Mux(second, beat.payload.data[WEIGHT_WORD_BITS:],
-                                                     beat.payload.data[:WEIGHT_WORD_BITS])),
-                             self.bmem_w_data.eq(beat.payload.data)]
+                last = Mux(is_w, left <= 2, left == 1)       # this beat carries the last word(s)
+                m.d.comb += [self.wmem_w_addr.eq(addr), self.bmem_w_addr.eq(addr), beat.ready.eq(1),
+                             self.wmem_w_data.eq(beat.payload.data), self.bmem_w_data.eq(beat.payload.data)]
                 with m.If(is_w):
-                    # Take the beat after its last word: the upper word, or the lower one if it is the last.
-                    m.d.comb += [self.wmem_w_en.eq(beat.valid), beat.ready.eq(second | (left == 1))]
+                    # Both words of the beat, or only the lower one when it is the last word of an odd count.
+                    m.d.comb += self.wmem_w_en.eq(Mux(beat.valid, Mux(left == 1, 0b01, 0b11), 0))
                 with m.Else():
-                    m.d.comb += [self.bmem_w_en.eq(beat.valid), beat.ready.eq(1)]
+                    m.d.comb += self.bmem_w_en.eq(beat.valid)
                 with m.If(beat.valid):
-                    m.d.sync += [addr.eq(addr + 1), left.eq(left - 1), second.eq(is_w & ~second)]
-                    with m.If(left == 1):
+                    m.d.sync += [addr.eq(addr + Mux(is_w, 2, 1)), left.eq(left - Mux(is_w & (left != 1), 2, 1))]
+                    with m.If(last):
                         m.d.sync += self.busy.eq(0)
                         m.next = "IDLE"
         return m

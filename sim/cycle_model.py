@@ -85,7 +85,7 @@ class CycleParams:
     pe3_ahead: int = 1          # the controller's read-ahead beats, just ahead of PE3's first row on the channel
     vec_pipe: int = 3
     vec_reduce_row_gap: int = 0   # REDUCE: cycles per row of a column chunk beyond its beats
-    load_pipe: int = 4
+    load_pipe: int = 6           # command -> last write (the read-ahead beats ahead of the first included)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -273,11 +273,12 @@ class CycleModel:
                        for w in chunks) + p.wr_latency
             return InstructionCost(p.issue + unit, a * c // cfg.vec_lanes, "VEC", reads, _beats(c, cfg), p.issue)
         if op in (Opcode.LOAD_W, Opcode.LOAD_B):
-            # One memory word per cycle (LOAD_W: two 64-bit weight words per beat, LOAD_B one bias word).
+            # One beat per cycle (LOAD_W: two 64-bit weight words per beat, both written at once; LOAD_B one
+            # bias word).
             word_bits = 4 * WMEM_LANES if op == Opcode.LOAD_W else 8 * WMEM_LANES
             beats = -(-a * word_bits // cfg.axi_data_bits)
-            unit = a + p.rd_latency + p.load_pipe
-            return InstructionCost(p.issue + unit, a, "LOAD", beats, 0, p.issue)
+            unit = beats + p.rd_latency + p.load_pipe
+            return InstructionCost(p.issue + unit, beats, "LOAD", beats, 0, p.issue)
         return InstructionCost(p.issue, 0, "CTRL", 0, 0, p.issue)
 
     def _pe1(self, a: int, b: int, c: int, d: int) -> InstructionCost:

@@ -30,7 +30,8 @@ def mixed_program(tb, alloc, rng):
     b_addr = alloc(biases.size)
     tb.write_bytes(w_addr, words.view(np.uint8))
     tb.write_bytes(b_addr, pack_bias_words(biases).ravel())
-    prog = [Descriptor(Opcode.LOAD_W, a=int(words.size), src_a=w_addr, wofs=100),
+    # An odd start and an odd count: the last word is written alone, the first into the odd bank.
+    prog = [Descriptor(Opcode.LOAD_W, a=int(words.size) - 1, src_a=w_addr, wofs=99),
             Descriptor(Opcode.LOAD_B, a=8, src_a=b_addr, bofs=2)]
     regions = {}
 
