@@ -14,17 +14,28 @@ import pytest
 
 from ultratrain.host.backends.pynq import HardwareMismatch, PynqBackend
 from ultratrain.host.backends.rtl import CosimError, RtlBackend, RtlSimulation, bus_prefixes
-from ultratrain.sim.contract import ErrorCode, HardwareConfig
+from ultratrain.sim.contract import CONTRACT_VERSION, DEFAULT_CONFIG, DEVICE_ID, ErrorCode, HardwareConfig
 from ultratrain.sim.executor import DeviceError
 
 STUB = Path(__file__).parent / "data" / "stub_top.v"
+
+
+def stub_verilog(directory: Path) -> Path:
+    """The stub with its identity registers defined from the contract (ID, VERSION, HWCFG0-4)."""
+    values = {"UT_ID": DEVICE_ID, "UT_VERSION": CONTRACT_VERSION[0] << 16 | CONTRACT_VERSION[1],
+              **{f"UT_{name}": value for name, value in DEFAULT_CONFIG.hwcfg_registers().items()}}
+    defines = "".join(f"`define {name} 32'h{value:08x}\n" for name, value in values.items())
+    path = directory / "stub_top.v"
+    path.write_text(defines + STUB.read_text())
+    return path
 
 pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
 
 
 @pytest.fixture(scope="module", params=["verilog", "axiram"])
-def backend(request):
-    sim = RtlSimulation(verilog=STUB, simulator="icarus", memory=request.param, ddr_bytes=1 << 20)
+def backend(request, tmp_path_factory):
+    sim = RtlSimulation(verilog=stub_verilog(tmp_path_factory.mktemp("stub")), simulator="icarus",
+                        memory=request.param, ddr_bytes=1 << 20)
     backend = RtlBackend(sim, timeout_s=60, arena_bytes=1 << 16)
     yield backend
     backend.close()

@@ -1,7 +1,9 @@
 // A stand-in for the accelerator top with the same ports and register map (sim/contract.py), used to test
 // the co-simulation plumbing (host/backends/rtl.py) independently of hw/: START copies the first 16 bytes of
 // the descriptor ring to ring+32 (one AXI4 read burst, one write burst), then sets DONE and raises irq
-// when IRQ_ENABLE is set. PROG_COUNT == 0 reports ERROR with code NO_END (8).
+// when IRQ_ENABLE is set. PROG_COUNT == 0 reports ERROR with code NO_END (8). The identity registers (ID,
+// VERSION, HWCFG0-4) come from sim/contract.py as the macros UT_*: tests/board/test_rtl_plumbing.py defines
+// them in front of this file, so the stub never carries a second copy of the contract's values.
 `timescale 1ns / 1ps
 module ultratrain_top(
   input clk, input rst, output irq,
@@ -70,19 +72,19 @@ module ultratrain_top(
       if (s_axil__arvalid & s_axil__arready) begin
         s_axil__arready <= 0; s_axil__rvalid <= 1;
         case (s_axil__araddr)
-          8'h00: s_axil__rdata <= 32'h55545231;
-          8'h04: s_axil__rdata <= 32'h00010000;
+          8'h00: s_axil__rdata <= `UT_ID;
+          8'h04: s_axil__rdata <= `UT_VERSION;
           8'h08: s_axil__rdata <= {29'd0, irq_en, 2'b00};
           8'h0C: s_axil__rdata <= {16'd0, code, 5'd0, error, done, busy};
           8'h10: s_axil__rdata <= prog_addr;
           8'h14: s_axil__rdata <= prog_count;
           8'h18: s_axil__rdata <= 0;
           8'h20: s_axil__rdata <= cycles;
-          8'h40: s_axil__rdata <= 32'h10081008;
-          8'h44: s_axil__rdata <= 32'h00101010;
-          8'h48: s_axil__rdata <= 32'h00401000;
-          8'h4C: s_axil__rdata <= 32'h02001000;
-          8'h50: s_axil__rdata <= 32'h01000040;
+          8'h40: s_axil__rdata <= `UT_HWCFG0;
+          8'h44: s_axil__rdata <= `UT_HWCFG1;
+          8'h48: s_axil__rdata <= `UT_HWCFG2;
+          8'h4C: s_axil__rdata <= `UT_HWCFG3;
+          8'h50: s_axil__rdata <= `UT_HWCFG4;
           default: s_axil__rdata <= 0;
         endcase
       end
