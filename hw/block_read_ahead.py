@@ -47,6 +47,15 @@ class BlockReadAhead(wiring.Component):
             "cmd_allow": Out(1), "acquire": Out(1), "beat_ready": Out(1),
         })
 
+    def attach(self, m, *, start, inbuf, rd) -> None:
+        """Wire this controller between a loader's read port ``rd`` and its :class:`PingPongBuffer` ``inbuf``
+        (``start`` clears it): the acquire strobe, the command and last-beat handshakes, the half's state. The
+        loader gates its command valid with ``cmd_allow`` and its data ready with ``beat_ready``."""
+        beat = rd.data
+        m.d.comb += [self.clear.eq(start), self.half_free.eq(inbuf.w_ready), inbuf.w_acquire.eq(self.acquire),
+                     self.cmd_fire.eq(rd.cmd.valid & rd.cmd.ready),
+                     self.block_done.eq(beat.valid & beat.ready & beat.payload.last & ~start)]
+
     def elaborate(self, platform):
         m = Module()
         outstanding = Signal(range(self.max_ahead + 1))   # commanded, last beat not yet received

@@ -5,14 +5,14 @@ Program run (the golden executor ``sim/executor.py`` is the reference, descripto
 1. START (CTRL bit 0) clears the counters and sets PC = 0.
 2. FETCH: if PC = PROG_COUNT the run stops with NO_END (nothing is written back, PC = PROG_COUNT); else the
    64-byte descriptor at ``PROG_ADDR + 64 PC`` is read (four 128-bit beats) — unless it was fetched ahead.
-3. DECODE: :class:`~ultratrain.hw.decoder.Decoder` gives the fields and the ErrorCode. An illegal descriptor
-   gets the write-back ``done = 0, error = code`` and the run stops with STATUS.ERROR. END gets ``done = 1``
-   and the run stops with STATUS.DONE.
+3. Decode (once the descriptor's last beat is in): :class:`~ultratrain.hw.decoder.Decoder` gives the fields
+   and the ErrorCode. An illegal descriptor gets the write-back ``done = 0, error = code`` and the run stops
+   with STATUS.ERROR. END gets ``done = 1`` and the run stops with STATUS.DONE.
 4. Read-ahead (in CHECK, as the unit is picked): the read of descriptor PC + 1 is issued (when
-   PC + 1 < PROG_COUNT). Its four beats come back ahead of the unit's first read (the AXI read channel returns one ID in order), so
-   the next descriptor is on chip by the time this instruction ends and its fetch latency is hidden. The
-   ring is therefore read one descriptor ahead: a program must not write its own descriptor words 0-7
-   (the compiler never does; sim/contract.py states the rule).
+   PC + 1 < PROG_COUNT). Its four beats come back ahead of the unit's first read (the AXI read channel
+   returns one ID in order), so the next descriptor is on chip by the time this instruction ends and its
+   fetch latency is hidden. The ring is therefore read one descriptor ahead: a program must not write its
+   own descriptor words 0-7 (the compiler never does; sim/contract.py states the rule).
 5. EXEC: the unit of the opcode gets ``start`` and owns the AXI master until it is idle again (its last
    write acknowledged); only the prefetched beats are claimed by the sequencer meanwhile. Cycles and stall
    cycles (unit active but its array idle) are counted.
@@ -82,9 +82,8 @@ class Controller(wiring.Component):
         wb_sat = Signal(32)
         wb_abs = Signal(64)
         stop = Signal()
-        ahead_addr = Signal(32)     # address of descriptor PC + 1, read ahead
         ahead_issued = Signal()     # the read of descriptor PC + 1 was issued during this instruction
-        ahead_beat = Signal(2)
+        claim_beat = Signal(2)
         m.d.comb += dec.words.eq(words[:256])
         m.d.comb += [self.set_done.eq(0), self.set_error.eq(0)]
 
@@ -92,15 +91,25 @@ class Controller(wiring.Component):
         with m.If(counting):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
-        # The read-ahead's beats arrive before any of the unit's (one AXI ID, in order); until its last beat
-        # the top routes the read data to the sequencer (rd_claim).
+        # A descriptor read (the first fetch, or the read-ahead, whose beats arrive before any of the unit's:
+        # one AXI ID, in order) claims the read data until its last beat; the top routes it to the sequencer.
         with m.If(self.rd_claim):
             m.d.comb += self.rd.data.ready.eq(1)
             with m.If(self.rd.data.valid):
-                m.d.sync += [words.word_select(ahead_beat, cfg.axi_data_bits).eq(self.rd.data.payload.data),
-                             ahead_beat.eq(ahead_beat + 1)]
+                m.d.sync += [words.word_select(claim_beat, cfg.axi_data_bits).eq(self.rd.data.payload.data),
+                             claim_beat.eq(claim_beat + 1)]
                 with m.If(self.rd.data.payload.last):
                     m.d.sync += self.rd_claim.eq(0)
+
+        def read_descriptor(addr):
+            # Issue the 4-beat read of the descriptor at `addr` and claim its beats; returns the handshake.
+            cmd = self.rd.cmd
+            m.d.comb += [cmd.valid.eq(1), cmd.payload.addr.eq(addr),
+                         cmd.payload.beats.eq(DESCRIPTOR_BYTES * 8 // cfg.axi_data_bits),
+                         cmd.payload.rows.eq(1), cmd.payload.stride.eq(0), cmd.payload.tag.eq(0)]
+            with m.If(cmd.ready):
+                m.d.sync += [self.rd_claim.eq(1), claim_beat.eq(0)]
+            return cmd.ready
 
         def decode():
             # Register the decoder's view of `words` (a fetched or read-ahead descriptor), then CHECK.
@@ -131,26 +140,15 @@ class Controller(wiring.Component):
                     m.d.sync += self.busy.eq(0)
                     m.next = "IDLE"
                 with m.Else():
-                    cmd = self.rd.cmd
                     addr = self.prog_addr + (self.pc << 6)
-                    m.d.comb += [cmd.valid.eq(1), cmd.payload.addr.eq(addr),
-                                 cmd.payload.beats.eq(DESCRIPTOR_BYTES * 8 // cfg.axi_data_bits),
-                                 cmd.payload.rows.eq(1), cmd.payload.stride.eq(0), cmd.payload.tag.eq(0)]
-                    with m.If(cmd.ready):
-                        m.d.sync += [desc_addr.eq(addr), beat_no.eq(0)]
+                    with m.If(read_descriptor(addr)):
+                        m.d.sync += desc_addr.eq(addr)
                         m.next = "FETCH_DATA"
                 abortable()
             with m.State("FETCH_DATA"):
-                m.d.comb += [counting.eq(1), self.rd.data.ready.eq(1)]
-                with m.If(self.rd.data.valid):
-                    m.d.sync += [words.word_select(beat_no, cfg.axi_data_bits).eq(self.rd.data.payload.data),
-                                 beat_no.eq(beat_no + 1)]
-                    with m.If(self.rd.data.payload.last):
-                        m.next = "DECODE"
-                abortable()
-            with m.State("DECODE"):
                 m.d.comb += counting.eq(1)
-                decode()
+                with m.If(~self.rd_claim):
+                    decode()
                 abortable()
             with m.State("CHECK"):
                 m.d.comb += counting.eq(1)
@@ -170,15 +168,9 @@ class Controller(wiring.Component):
                                    Opcode.REDUCE, Opcode.LOAD_W, Opcode.LOAD_B):
                             with m.Case(int(op)):
                                 m.d.comb += owner.eq(unit_of(op))
-                    cmd = self.rd.cmd
-                    addr = desc_addr + DESCRIPTOR_BYTES
                     with m.If(self.pc + 1 < self.prog_count):
-                        m.d.comb += [cmd.valid.eq(1), cmd.payload.addr.eq(addr),
-                                     cmd.payload.beats.eq(DESCRIPTOR_BYTES * 8 // cfg.axi_data_bits),
-                                     cmd.payload.rows.eq(1), cmd.payload.stride.eq(0), cmd.payload.tag.eq(0)]
-                        with m.If(cmd.ready):
-                            m.d.sync += [ahead_addr.eq(addr), ahead_issued.eq(1), ahead_beat.eq(0),
-                                         self.rd_claim.eq(1), self.owner.eq(owner), stop.eq(0)]
+                        with m.If(read_descriptor(desc_addr + DESCRIPTOR_BYTES)):
+                            m.d.sync += [ahead_issued.eq(1), self.owner.eq(owner), stop.eq(0)]
                             m.next = "START"
                     with m.Else():
                         m.d.sync += [ahead_issued.eq(0), self.owner.eq(owner), stop.eq(0)]
@@ -233,7 +225,7 @@ class Controller(wiring.Component):
                 with m.If(~ahead_issued):
                     m.next = "FETCH"
                 with m.Elif(~self.rd_claim):
-                    m.d.sync += [desc_addr.eq(ahead_addr), ahead_issued.eq(0)]
+                    m.d.sync += [desc_addr.eq(desc_addr + DESCRIPTOR_BYTES), ahead_issued.eq(0)]
                     decode()
                 abortable()
             with m.State("WB_WAIT"):

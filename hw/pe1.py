@@ -117,9 +117,7 @@ class PE1(wiring.Component):
             m.d.sync += [ld_block.eq(0), ld_rows_left.eq(desc.a), ld_addr.eq(desc.src_a),
                          ld_half.eq(inbuf.w_next), ld_i.eq(0), ld_p.eq(0)]
         beat = self.rd.data
-        m.d.comb += [ahead.clear.eq(self.start), ahead.half_free.eq(inbuf.w_ready), inbuf.w_acquire.eq(ahead.acquire),
-                     ahead.cmd_fire.eq(self.rd.cmd.valid & self.rd.cmd.ready),
-                     ahead.block_done.eq(beat.valid & beat.ready & beat.payload.last & ~self.start)]
+        ahead.attach(m, start=self.start, inbuf=inbuf, rd=self.rd)
         with m.If(self.busy & (ld_block != nblocks) & ~self.start):
             m.d.comb += [self.rd.cmd.valid.eq(ahead.cmd_allow),
                          self.rd.cmd.payload.addr.eq(ld_addr),

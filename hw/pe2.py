@@ -117,9 +117,7 @@ class PE2(wiring.Component):
             m.d.sync += [ld_half.eq(inbuf.w_next), ld_beat.eq(0)]
         cmd = self.rd.cmd
         beat = self.rd.data
-        m.d.comb += [ahead.clear.eq(self.start), ahead.half_free.eq(inbuf.w_ready), inbuf.w_acquire.eq(ahead.acquire),
-                     ahead.cmd_fire.eq(cmd.valid & cmd.ready),
-                     ahead.block_done.eq(beat.valid & beat.ready & beat.payload.last & ~self.start)]
+        ahead.attach(m, start=self.start, inbuf=inbuf, rd=self.rd)
         with m.If(self.busy & ~ld_done & ~self.start):
             m.d.comb += [cmd.valid.eq(ahead.cmd_allow), cmd.payload.addr.eq(ld_src),
                          cmd.payload.beats.eq(halves), cmd.payload.rows.eq(desc.b),

@@ -4,7 +4,8 @@ weight and bias memories, and the execution units PE1, PE2, PE3, vector unit and
 Block diagram and the reasoning behind it: docs/hardware.md. One instruction runs at a time; the unit that
 runs it (or the sequencer, for fetches and write-backs) owns the AXI master, through a multiplexer selected by
 ``Controller.owner``, except for the read data of the next descriptor, which the sequencer fetches ahead
-while the unit runs (``Controller.rd_claim``). Ports: ``s_axil`` (AXI4-Lite slave, registers of ``sim.contract.REGISTERS``), ``m_axi``
+while the unit runs (``Controller.rd_claim``). Ports: ``s_axil`` (AXI4-Lite slave, registers of
+``sim.contract.REGISTERS``), ``m_axi``
 (AXI4 master, 128-bit, to a Zynq UltraScale+ HP port), ``irq`` (level: IRQ_ENABLE and (DONE or ERROR)).
 """
 
@@ -83,7 +84,7 @@ class Top(wiring.Component):
                                  ctrl.unit_saturated.eq(unit.saturated), ctrl.unit_sum_abs.eq(unit.sum_abs)]
 
         # The AXI master's read and write ports, multiplexed by owner; the read data goes to the sequencer
-        # while it claims the beats of the descriptor it reads ahead (they precede the unit's, in order).
+        # while it claims a descriptor's beats (the read-ahead's precede the unit's, in order).
         with m.Switch(Mux(ctrl.rd_claim, OWNER_CTRL, ctrl.owner)):
             for i, owner in enumerate(owners):
                 with m.Case(i):

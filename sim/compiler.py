@@ -16,7 +16,8 @@ Schedules (docs/compiler.md walks through them with the thesis' d = 3 case; the 
   (``... m_{d-2} n_{d-2} n_{d-1} m_{d-1}``) so that one instruction forms an ``(n_{d-2} n_{d-1} x m_{d-1})``
   block: ``n_{d-2}`` times fewer PE3 instructions, each paying the latency, drain and write response once.
   Core ``d-2`` is then read in the ``canon_mn`` layout by the sweeps and its gradient comes out m-major
-  (``CompiledNetwork.factor_grad_layouts``); a right sweep with PE1 gives ``V_k = dW`` contracted with cores ``k..d-1`` (``dG_0 = V_1``); a left
+  (``CompiledNetwork.factor_grad_layouts``); a right sweep with PE1 gives ``V_k = dW`` contracted with cores
+  ``k..d-1`` (``dG_0 = V_1``); a left
   sweep with PE2 contracts ``V_{k+1}`` with cores ``0..k-1`` and gives ``dG_k`` (``V_d = dW``). For d = 3
   these are exactly the five contractions of Table 3.6.
 * bias and activation on the vector unit; bias gradient by REDUCE.
@@ -39,7 +40,7 @@ from .contract import (DEFAULT_CONFIG, FIELD_MAX, WMEM_LANES, BMEM_LANES, Descri
 
 __all__ = ["ShapeError", "TTLayerSpec", "NetworkSpec", "Op", "WeightTile", "CompiledNetwork", "compile_network",
            "core_layout", "LAYOUTS", "assemble", "TensorSpec", "thesis_table33_network", "merged_dw_blocks",
-           "sweep_layout"]
+           "sweep_layout", "grad_layout"]
 
 
 class ShapeError(ValueError):
@@ -372,6 +373,12 @@ def sweep_layout(layer: TTLayerSpec, k: int, merged: bool) -> str:
     return "canon_mn" if merged and k == layer.d - 2 else "canon"
 
 
+def grad_layout(layer: TTLayerSpec, k: int, merged: bool) -> str:
+    """How ``dG_k`` is stored: "mn" (``[R_k][m][n][R_k+1]``) where the sweeps read core ``k`` m-major, else the
+    canonical "nm" (``[R_k][n][m][R_k+1]``)."""
+    return "mn" if sweep_layout(layer, k, merged) == "canon_mn" else "nm"
+
+
 def _emit_full_weight_grad(bld: _Builder, li: int, layer: TTLayerSpec, x: str, g: str, batch: int,
                            merged: bool) -> str:
     """PE3 ops forming ``dW`` summed over the batch (eq. 3.15's outer product); returns its tensor name.
@@ -435,7 +442,7 @@ def _layer_factor_grads(bld: _Builder, li: int, layer: TTLayerSpec, x: str, g: s
             cur = name
         grads.append(cur)
     bld.net.factor_grads[li] = grads
-    bld.net.factor_grad_layouts[li] = ["mn" if merged and k == d - 2 else "nm" for k in range(d)]
+    bld.net.factor_grad_layouts[li] = [grad_layout(layer, k, merged) for k in range(d)]
 
 
 def _plan_memories(net: CompiledNetwork, tiles) -> list[Op]:

@@ -155,10 +155,11 @@ def pipeline_cycles(n: int, load: int, compute: int, store: int, pipe: int = 0, 
     (the loaders run two blocks ahead, hw/block_read_ahead.py); its ``load`` beats arrive from ``lead`` cycles
     after the command, behind those of block ``i-1`` (the read channel is in order), and once its half is
     acquired, ``acquire`` cycles after the compute of block ``i-2`` released it. So the latency hides behind
-    the beats of the block before and behind the compute that frees the half. Block ``i`` computes once it is loaded, block ``i-1`` computed (plus ``gap``) and the store of
-    block ``i-2`` drained its output half, and stores ``pipe`` cycles after its compute ends, once the store of
-    block ``i-1`` finished. ``last`` gives the ``(load, compute, store)`` of a shorter final block. Exact; once
-    three consecutive full blocks advance by the same period the rest is extrapolated.
+    the beats of the block before and behind the compute that frees the half. Block ``i`` computes once it is
+    loaded, block ``i-1`` computed (plus ``gap``) and the store of block ``i-2`` drained its output half, and
+    stores ``pipe`` cycles after its compute ends, once the store of block ``i-1`` finished. ``last`` gives the
+    ``(load, compute, store)`` of a shorter final block. Exact; once three consecutive full blocks advance by
+    the same period the rest is extrapolated.
     """
     if n <= 0:
         return 0

@@ -51,7 +51,7 @@ import numpy as np
 
 from .compiler import (LAYOUTS, CompiledNetwork, NetworkSpec, Op, ShapeError, TTLayerSpec, _Builder,
                        _emit_full_weight_grad, _layer_activation, _layer_forward, _layer_input_grad, _plan_memories,
-                       core_layout, merged_dw_blocks, sweep_layout)
+                       core_layout, grad_layout, merged_dw_blocks, sweep_layout)
 from .contract import (DEFAULT_CONFIG, WMEM_LANES, Descriptor, ErrorCode, HardwareConfig, Opcode,
                        OutFormat, check_descriptor, pe2_row_pitch)
 
@@ -313,8 +313,7 @@ def _factor_grads(bld: _Builder, li: int, layer: TTLayerSpec, x: str, g: str, ba
                             weight=(li, t, sweep_layout(layer, t, merged))))
                 cur = name
             grads[k] = cur
-            if merged and k == d - 2:
-                layouts[k] = "mn"
+            layouts[k] = grad_layout(layer, k, merged)
     bld.net.factor_grads[li] = grads
     bld.net.factor_grad_layouts[li] = layouts
 

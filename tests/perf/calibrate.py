@@ -230,8 +230,8 @@ def main(argv=None) -> int:
     (out / "measurements.json").write_text(json.dumps({"instructions": measurements, "programs": programs}))
     params = fit(measurements)
     # issue and run_overhead: the controller cycles outside the units' runs (CYCLES minus the write-backs'
-    # cycles) = issue * instructions + run_overhead + rd_latency, least squares over the programs (one per
-    # unit, of different lengths).
+    # cycles) = issue * instructions + run_overhead + rd_latency, least squares over the programs when they
+    # differ in length (here one per unit, all --cases + 1 long, so run_overhead keeps its default).
     counts, overheads = [], []
     for unit_rows, program in zip(_split(measurements, programs), programs):
         counts.append(program["instructions"])
