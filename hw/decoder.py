@@ -7,7 +7,7 @@ flags. An illegal descriptor therefore stops the device with exactly the code th
 Purely combinational; the controller registers the result.
 """
 
-from amaranth import Cat, Module, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -76,7 +76,12 @@ class Decoder(wiring.Component):
         m.d.comb += bc16.eq(narrow_product(f.b[:limit16.bit_length()], c16[:limit16.bit_length()]))
         pe1_buf_bad = (f.b > limit16) | (c16 > limit16) | (bc16 > limit16)
         pe2_bad = (f.b > cfg.pe2_buf_rows) | (f.d > cfg.pe2_rows * cfg.pe2_acc_depth)
-        pe3_bad = (f.d > cfg.pe3_max_d) | (f.stride_a < f.c) | (f.stride_b < f.d)
+        # PE3 row groups: B's row holds the G groups' columns (stride_b >= G d; G = max(b, 1), d <= pe3_max_d).
+        groups = Signal(16)
+        m.d.comb += groups.eq(Mux(f.b == 0, 1, f.b))
+        g_d = Signal(32)
+        m.d.comb += g_d.eq(narrow_product(groups, f.d[:cfg.pe3_max_d.bit_length()]))
+        pe3_bad = (f.d > cfg.pe3_max_d) | (f.stride_a < f.c) | (f.stride_b < g_d)
         shape_bad = Signal()
         with m.If(is_[Opcode.PE1]):
             m.d.comb += shape_bad.eq(zero_abcd | c_bad | pe1_buf_bad)
@@ -90,7 +95,8 @@ class Decoder(wiring.Component):
         # Alignment
         align_bad = Signal()
         needs_b = is_[Opcode.PE3] | is_[Opcode.ACT_BWD]
-        strides_bad = is_[Opcode.PE3] & ((f.stride_a[:4] != 0) | (f.stride_b[:4] != 0))
+        strides_bad = is_[Opcode.PE3] & ((f.stride_a[:4] != 0) | (f.stride_b[:4] != 0)
+                                         | (f.b > 1) & (f.d[:4] != 0))         # group g's B: src_b + 2 g d
         m.d.comb += align_bad.eq(mis(f.src_a) | mis(f.dst) | (needs_b & mis(f.src_b)) | strides_bad)
 
         # Memory range (evaluated only when the shape is legal, so the products stay small)

@@ -17,6 +17,11 @@ for ``d >= 3``; per c-chunk ``2d`` beats are written.
 The result is stored row-major, ``dst[d][c]``, or with Flag.CHUNKS chunk-major, ``dst[c // 16][d][16]``: the
 same write commands (``d`` rows of two beats per chunk), only the row and chunk pitches differ.
 
+With row groups (field ``b``, contract 1.2) the chunk sequence simply goes on into the next group: ``B``'s
+row address moves on by ``d`` columns and ``dst`` by one group's result (``2 d c`` bytes, formed once per
+instruction without a DSP, hw/arith.py), so a group's first sweep overlaps the previous group's last drain
+and only the instruction's first read latency and last drain are exposed.
+
 Accumulator width: at most ``a <= 2**16 - 1`` products of two int16 (magnitude ``<= 2**30``): 47 signed bits.
 With Flag.ACC the drain reads the old ``dst`` rows too and adds them after the rescale (saturating).
 
@@ -33,6 +38,7 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..sim.contract import DEFAULT_CONFIG, FIELD_MAX, Flag, HardwareConfig
+from .arith import narrow_product
 from .output_stage import OutputStage, connect_beats_to_axi
 from .pingpong import PingPongControl
 from .ram import AsyncRAM, SyncRAM
@@ -85,8 +91,15 @@ class PE3(wiring.Component):
         dst_chunk_bytes = Mux(chunk_major, desc.d << (2 * lanes).bit_length() - 1, 2 * lanes)   # lanes: 2**k
         d_beats = Signal(range(b_words + 1))
         c16 = Signal(12)
+        # Row groups (contract 1.2, field b): group g reads B from src_b + 2 g d and writes its d x c result
+        # group_bytes = 2 d c after the previous group's; the chunks of all groups run as one sequence.
+        group_bytes = Signal(32)
         with m.If(self.start):
-            m.d.sync += [d_beats.eq((desc.d + beat_elems - 1) >> 3), c16.eq(desc.c >> 4), self.busy.eq(1)]
+            m.d.sync += [d_beats.eq((desc.d + beat_elems - 1) >> 3), c16.eq(desc.c >> 4), self.busy.eq(1),
+                         group_bytes.eq(narrow_product(desc.c, desc.d[:dbits + 1]) << 1)]
+
+        def last_group(g):
+            return g + 1 >= desc.b             # b = 0 and b = 1 both mean one group
         m.d.comb += [ost.clear.eq(self.start), ost.shift.eq(desc.shift), ost.fmt.eq(desc.out_fmt),
                      ost.add.eq(acc_flag), ost.i_mask.eq((1 << beat_elems) - 1)]
 
@@ -97,9 +110,13 @@ class PE3(wiring.Component):
         a_chunk = Signal(32)
         b_row = Signal(32)
         is_dst = Signal(32)
+        is_g = Signal(16)
+        b_group = Signal(32)
+        is_group_dst = Signal(32)
         with m.If(self.start):
             m.d.sync += [is_cj.eq(0), is_ai.eq(0), a_row.eq(desc.src_a), a_chunk.eq(desc.src_a),
-                         b_row.eq(desc.src_b), is_dst.eq(desc.dst)]
+                         b_row.eq(desc.src_b), is_dst.eq(desc.dst), is_g.eq(0), b_group.eq(desc.src_b),
+                         is_group_dst.eq(desc.dst)]
         cmd = self.rd.cmd
         with m.FSM(name="issue"):
             with m.State("IDLE"):
@@ -116,7 +133,7 @@ class PE3(wiring.Component):
                 with m.If(cmd.ready):
                     with m.If(is_ai == desc.a - 1):
                         m.d.sync += [is_ai.eq(0), a_row.eq(a_chunk + 32), a_chunk.eq(a_chunk + 32),
-                                     b_row.eq(desc.src_b)]
+                                     b_row.eq(b_group)]
                         m.next = "OLD"
                     with m.Else():
                         m.d.sync += [is_ai.eq(is_ai + 1), a_row.eq(a_row + (desc.stride_a << 1)),
@@ -129,9 +146,15 @@ class PE3(wiring.Component):
                                  cmd.payload.tag.eq(TAG_OLD)]
                 with m.If(cmd.ready | ~acc_flag):
                     m.d.sync += [is_cj.eq(is_cj + 1), is_dst.eq(is_dst + dst_chunk_bytes)]
-                    with m.If(is_cj == c16 - 1):
+                    with m.If((is_cj == c16 - 1) & last_group(is_g)):
                         m.next = "DONE"
                     with m.Else():
+                        with m.If(is_cj == c16 - 1):
+                            next_b = b_group + (desc.d << 1)
+                            next_dst = is_group_dst + group_bytes
+                            m.d.sync += [is_cj.eq(0), is_g.eq(is_g + 1), a_row.eq(desc.src_a),
+                                         a_chunk.eq(desc.src_a), b_group.eq(next_b), b_row.eq(next_b),
+                                         is_group_dst.eq(next_dst), is_dst.eq(next_dst)]
                         m.next = "A"
             with m.State("DONE"):
                 with m.If(self.start):
@@ -173,17 +196,19 @@ class PE3(wiring.Component):
 
         # ---- compute: sweep the cached row over d into accumulator bank ----------------------------------
         cp_cj = Signal(12)
+        cp_g = Signal(16)
+        cp_done = Signal()
         cp_ai = Signal(16)
         dd = Signal(range(max_d))
         bank = Signal()
         issue = Signal()
         with m.If(self.start):
-            m.d.sync += cp_cj.eq(0)
+            m.d.sync += [cp_cj.eq(0), cp_g.eq(0), cp_done.eq(0)]
         last_dd = dd == desc.d - 1
         last_row = cp_ai == desc.a - 1
         with m.FSM(name="compute"):
             with m.State("IDLE"):
-                with m.If(self.busy & ~self.start & (cp_cj != c16) & banks.w_ready):
+                with m.If(self.busy & ~self.start & ~cp_done & banks.w_ready):
                     m.d.comb += banks.w_acquire.eq(1)
                     m.d.sync += [bank.eq(banks.w_next), cp_ai.eq(0), dd.eq(0)]
                     m.next = "RUN"
@@ -195,6 +220,8 @@ class PE3(wiring.Component):
                         m.d.sync += [dd.eq(0), cp_ai.eq(cp_ai + 1)]
                         with m.If(last_row):
                             m.d.sync += cp_cj.eq(cp_cj + 1)
+                            with m.If(cp_cj == c16 - 1):
+                                m.d.sync += [cp_cj.eq(0), cp_g.eq(cp_g + 1), cp_done.eq(last_group(cp_g))]
                             m.next = "IDLE"
                     with m.Else():
                         m.d.sync += dd.eq(dd + 1)
@@ -238,9 +265,12 @@ class PE3(wiring.Component):
 
         # ---- drain: bank -> output stage (+ old dst) -> dst[:, c0:c0+16] -----------------------------------
         dr_cj = Signal(12)
+        dr_g = Signal(16)
+        dr_done = Signal()
         dr_dst = Signal(32)
+        dr_group_dst = Signal(32)
         with m.If(self.start):
-            m.d.sync += [dr_cj.eq(0), dr_dst.eq(desc.dst)]
+            m.d.sync += [dr_cj.eq(0), dr_g.eq(0), dr_done.eq(0), dr_dst.eq(desc.dst), dr_group_dst.eq(desc.dst)]
         ddr = Signal(range(max_d))
         part = Signal(range(halves))
         dr_issue = Signal()
@@ -255,12 +285,16 @@ class PE3(wiring.Component):
                 # The chunk's write command goes out as soon as its bank is complete (one cycle per chunk
                 # between drains).
                 wcmd = self.wr.cmd
-                with m.If(self.busy & ~self.start & (dr_cj != c16) & banks.r_ready):
+                with m.If(self.busy & ~self.start & ~dr_done & banks.r_ready):
                     m.d.comb += [wcmd.valid.eq(1), wcmd.payload.addr.eq(dr_dst), wcmd.payload.beats.eq(halves),
                                  wcmd.payload.rows.eq(desc.d), wcmd.payload.stride.eq(dst_row_bytes)]
                     with m.If(wcmd.ready):
                         m.d.sync += [ddr.eq(0), part.eq(0), dr_cj.eq(dr_cj + 1),
                                      dr_dst.eq(dr_dst + dst_chunk_bytes)]
+                        with m.If(dr_cj == c16 - 1):
+                            next_dst = dr_group_dst + group_bytes
+                            m.d.sync += [dr_cj.eq(0), dr_g.eq(dr_g + 1), dr_done.eq(last_group(dr_g)),
+                                         dr_group_dst.eq(next_dst), dr_dst.eq(next_dst)]
                         m.next = "READ"
             with m.State("READ"):
                 with m.If((ofifo.level + pending < ofifo.depth - 1) & (~acc_flag | oldfifo.r_rdy)):
@@ -289,7 +323,7 @@ class PE3(wiring.Component):
         connect_beats_to_axi(m, ost, ofifo, self.wr.data)
 
         m.d.comb += [self.saturated.eq(ost.saturated), self.sum_abs.eq(ost.sum_abs)]
-        with m.If(self.busy & ~self.start & (dr_cj == c16) & drain_fsm.ongoing("IDLE") & (pending == 0)
+        with m.If(self.busy & ~self.start & dr_done & drain_fsm.ongoing("IDLE") & (pending == 0)
                   & ~ofifo.r_rdy & self.wr.idle):
             m.d.sync += self.busy.eq(0)
         return m

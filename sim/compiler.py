@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .contract import (DEFAULT_CONFIG, FIELD_MAX, WMEM_LANES, BMEM_LANES, Descriptor, ErrorCode, Flag,
-                       HardwareConfig, Opcode, OutFormat, check_descriptor, pe2_row_pitch)
+                       HardwareConfig, Opcode, OutFormat, check_descriptor, instruction_macs, pe2_row_pitch)
 
 __all__ = ["ShapeError", "TTLayerSpec", "NetworkSpec", "Op", "WeightTile", "CompiledNetwork", "compile_network",
            "core_layout", "LAYOUTS", "assemble", "TensorSpec", "thesis_table33_network", "merged_dw_blocks",
@@ -232,11 +232,7 @@ class Op:
     out_kind: OutFormat = OutFormat.S16
 
     def macs(self) -> int:
-        if self.opcode in (Opcode.PE1, Opcode.PE2):
-            return self.a * self.b * self.c * self.d
-        if self.opcode == Opcode.PE3:
-            return self.a * self.c * self.d
-        return 0
+        return instruction_macs(self.opcode, self.a, self.b, self.c, self.d)
 
 
 @dataclass
@@ -389,6 +385,8 @@ def _emit_full_weight_grad(bld: _Builder, li: int, layer: TTLayerSpec, x: str, g
     of the trailing ``m`` digits of the prefix (``m_{d-2}``; merged: ``m_{d-3} m_{d-2}``) lie one after another
     in ``dW`` and their ``x`` columns are contiguous too, so one instruction with Flag.CHUNKS (chunk-major
     store) forms all of them, one 16-lane chunk each: the drain of one chunk overlaps the next one's sweep.
+    The ``n`` digit just before them (``n_{lead-1}``) then only moves on to the next ``rows_n`` columns of ``G``
+    and the next run of ``dW``: its values are the instruction's row groups (contract 1.2).
     """
     m, n, d = layer.in_modes, layer.out_modes, layer.d
     M, N = layer.in_features, layer.out_features
@@ -407,12 +405,19 @@ def _emit_full_weight_grad(bld: _Builder, li: int, layer: TTLayerSpec, x: str, g
     flags = Flag.CHUNKS if chunks > 1 else Flag.NONE
     n_strides = {k: math.prod(n[k + 1:lead]) for k in range(lead)}
     m_strides = {k: math.prod(m[k + 1:d - 1]) for k in range(d - 1)}
+    # The last outer digit, when it is n_{lead-1}, steps G columns by exactly one block's rows_n and dW by one
+    # instruction's result: its values become PE3 row groups (field b) of one instruction (each group's G
+    # columns must start on an operand boundary: rows_n % 16 == 0).
+    groups = 1
+    if outer and outer[-1] == ("n", lead - 1) and rows_n % WMEM_LANES == 0:
+        groups = n[lead - 1]
+        outer = outer[:-1]
     for beta, idx in enumerate(itertools.product(*[range(n[k] if kind == "n" else m[k]) for kind, k in outer])):
         n_pre = sum(v * n_strides[k] for (kind, k), v in zip(outer, idx) if kind == "n")
         m_pre = sum(v * m_strides[k] for (kind, k), v in zip(outer, idx) if kind == "m")
-        bld.emit(Op(Opcode.PE3, dst=dW, src_a=x, src_b=g, a=batch, c=chunks * m[d - 1], d=rows_n,
-                    src_a_offset=m_pre * m[d - 1], src_b_offset=n_pre * rows_n, dst_offset=beta * chunks * block,
-                    stride_a=M, stride_b=N, flags=flags))
+        bld.emit(Op(Opcode.PE3, dst=dW, src_a=x, src_b=g, a=batch, b=groups if groups > 1 else 0,
+                    c=chunks * m[d - 1], d=rows_n, src_a_offset=m_pre * m[d - 1], src_b_offset=n_pre * rows_n,
+                    dst_offset=beta * groups * chunks * block, stride_a=M, stride_b=N, flags=flags))
     return dW
 
 

@@ -40,6 +40,15 @@ stores its result chunk-major, ``dst[c // 16][d][c % 16]``: each 16-column chunk
 as one contiguous ``d x 16`` block, which is how consecutive blocks of the weight gradient lie in memory when
 the last input mode is 16 (one instruction then forms several blocks; ``ACC`` reads the old ``dst`` in the
 same order).
+
+PE3's ``b`` counts row groups ``G`` (``b`` 0 and 1 both mean one): the instruction is the ``G`` single-group
+instructions :meth:`Descriptor.pe3_blocks` lists, run in order: group ``g`` takes the next ``d`` columns of
+``B`` (``src_b + 2 g d``) and stores its ``d x c`` result right after the previous group's
+(``dst + 2 g d c``), in the layout the flags say. The result must not overlap the operands (the unit
+reads one group ahead of its writes). ``A`` is the same for every group. One instruction then
+forms a run of weight-gradient blocks that differ only in their ``n`` digit, and the unit overlaps one
+group's drain with the next one's sweep as it does between chunks (``stride_b >= G d``, and ``d % 16 == 0``
+when ``G > 1``, so that every group's ``B`` starts on an operand boundary).
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ from __future__ import annotations
 import enum
 import functools
 import struct
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -55,7 +64,7 @@ from .formats import Format
 
 __all__ = [
     "CONTRACT_VERSION", "HardwareConfig", "DEFAULT_CONFIG", "Opcode", "OutFormat", "Flag", "PE3_FLAGS", "ErrorCode",
-    "Descriptor", "DESCRIPTOR_BYTES", "DescriptorError", "encode_program", "decode_program",
+    "Descriptor", "DESCRIPTOR_BYTES", "DescriptorError", "encode_program", "decode_program", "instruction_macs",
     "read_writeback", "Writeback",
     "TENSOR_ALIGN", "ELEMENT_BYTES", "WMEM_LANES", "BMEM_LANES", "pack_weight_words", "unpack_weight_words",
     "pack_bias_words", "unpack_bias_words", "pe2_row_pitch",
@@ -64,7 +73,7 @@ __all__ = [
     "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "DEVICE_ID", "FIELD_MAX",
 ]
 
-CONTRACT_VERSION = (1, 1)      # 1.1: Flag.CHUNKS
+CONTRACT_VERSION = (1, 2)      # 1.1: Flag.CHUNKS; 1.2: PE3 row groups (field b)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -297,14 +306,31 @@ class Descriptor:
 
     def macs(self) -> int:
         """Useful multiply-accumulates of this instruction (what utilization is measured against)."""
-        op = self.opcode
-        if op == Opcode.PE1:
-            return self.a * self.b * self.c * self.d
-        if op == Opcode.PE2:
-            return self.a * self.b * self.c * self.d
-        if op == Opcode.PE3:
-            return self.a * self.c * self.d
-        return 0
+        return instruction_macs(self.opcode, self.a, self.b, self.c, self.d)
+
+    @property
+    def pe3_groups(self) -> int:
+        """PE3's row groups ``G`` (field ``b``; 0 means one, as before contract 1.2)."""
+        return max(self.b, 1)
+
+    def pe3_blocks(self) -> list["Descriptor"]:
+        """A PE3 instruction as the single-group instructions it is defined to equal, in the order it runs them:
+        group ``g`` reads ``B`` columns ``[g d, (g + 1) d)`` and writes the ``d c`` elements after group
+        ``g - 1``'s result."""
+        if self.opcode != Opcode.PE3:
+            raise ValueError(f"pe3_blocks: {self.opcode.name} is not PE3")
+        return [replace(self, b=0, src_b=self.src_b + 2 * g * self.d, dst=self.dst + 2 * g * self.d * self.c)
+                for g in range(self.pe3_groups)]
+
+
+def instruction_macs(opcode, a: int, b: int, c: int, d: int) -> int:
+    """Useful multiply-accumulates of an instruction with these sizes (PE3: ``b`` row groups, 0 meaning one)."""
+    opcode = int(opcode)
+    if opcode in (Opcode.PE1, Opcode.PE2):
+        return a * b * c * d
+    if opcode == Opcode.PE3:
+        return a * c * d * max(b, 1)
+    return 0
 
 
 @functools.lru_cache(maxsize=16384)
@@ -483,7 +509,8 @@ def check_descriptor(desc: Descriptor, cfg: HardwareConfig = DEFAULT_CONFIG) -> 
         return ErrorCode.BAD_SHAPE
     if op == Opcode.PE2 and (desc.b > cfg.pe2_buf_rows or desc.d > cfg.pe2_rows * cfg.pe2_acc_depth):
         return ErrorCode.BAD_SHAPE
-    if op == Opcode.PE3 and (desc.d > cfg.pe3_max_d or desc.stride_a < desc.c or desc.stride_b < desc.d):
+    if op == Opcode.PE3 and (desc.d > cfg.pe3_max_d or desc.stride_a < desc.c
+                             or desc.stride_b < desc.pe3_groups * desc.d):
         return ErrorCode.BAD_SHAPE
 
     addresses = [desc.src_a, desc.dst]
@@ -491,7 +518,8 @@ def check_descriptor(desc: Descriptor, cfg: HardwareConfig = DEFAULT_CONFIG) -> 
         addresses.append(desc.src_b)
     if any(addr % OPERAND_ALIGN for addr in addresses):
         return ErrorCode.BAD_ALIGN
-    if op == Opcode.PE3 and (desc.stride_a % lanes or desc.stride_b % lanes):
+    if op == Opcode.PE3 and (desc.stride_a % lanes or desc.stride_b % lanes
+                             or desc.pe3_groups > 1 and desc.d % lanes):     # group g's B: src_b + 2 g d
         return ErrorCode.BAD_ALIGN
 
     if op in (Opcode.PE1, Opcode.PE2) and desc.wofs + weight_tile_words(desc, cfg) > cfg.wmem_words:

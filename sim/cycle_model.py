@@ -44,7 +44,7 @@ import functools
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from .contract import DEFAULT_CONFIG, WMEM_LANES, Flag, HardwareConfig, Opcode
+from .contract import DEFAULT_CONFIG, WMEM_LANES, Flag, HardwareConfig, Opcode, instruction_macs
 
 __all__ = ["CycleParams", "CycleModel", "InstructionCost", "pipeline_cycles", "ProgramCost", "DEFAULT_PARAMS",
            "mac_lower_bound", "unit_lower_bound"]
@@ -260,7 +260,8 @@ class CycleModel:
         if op == Opcode.PE2:
             return self._pe2(a, b, c, d)
         if op == Opcode.PE3:
-            return self._pe3(a, c, d, bool(flags & Flag.ACC))
+            # Row groups run back to back like further chunks (hw/pe3.py): G groups of c / 16 chunks each.
+            return self._pe3(a, c * max(b, 1), d, bool(flags & Flag.ACC))
         if op in (Opcode.ACT_FWD, Opcode.ACT_BWD):
             reads = _beats(a * c, cfg) * (2 if op == Opcode.ACT_BWD else 1)
             writes = _beats(a * c, cfg)
@@ -411,12 +412,7 @@ class CycleModel:
 
 
 def _macs(op) -> int:
-    opcode = int(op.opcode)
-    if opcode in (Opcode.PE1, Opcode.PE2):
-        return op.a * op.b * op.c * op.d
-    if opcode == Opcode.PE3:
-        return op.a * op.c * op.d
-    return 0
+    return instruction_macs(op.opcode, op.a, op.b, op.c, op.d)
 
 
 def mac_lower_bound(macs: int, cfg: HardwareConfig = DEFAULT_CONFIG) -> float:

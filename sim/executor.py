@@ -171,7 +171,7 @@ class GoldenDevice:
                                                   int(cycles), int(stalls)))
 
     def _write_backs(self, prog_addr: int, first_pc: int, descs, saturated, sum_abs) -> None:
-        """Write-backs of consecutive descriptors in one store (the PE3 groups have thousands)."""
+        """Write-backs of consecutive descriptors in one store (the PE3 batches have thousands)."""
         n = len(descs)
         words = np.zeros((n, 8), dtype=np.uint32)
         words[:, 0] = 1
@@ -216,6 +216,9 @@ class GoldenDevice:
         if op == Opcode.PE2:
             return self._store(desc, pe.pe2(mem.read(desc.src_a, a * b * c).reshape(a, b, c), self._weights(desc),
                                             integer, raw=True))
+        if op == Opcode.PE3 and desc.pe3_groups > 1:
+            stats = [self._execute(block) for block in desc.pe3_blocks()]
+            return sum(s for s, _ in stats), sum(t for _, t in stats)
         if op == Opcode.PE3:
             A = mem.read_rows(desc.src_a, a, c, desc.stride_a)
             B = mem.read_rows(desc.src_b, a, d, desc.stride_b)
@@ -268,7 +271,7 @@ class GoldenDevice:
         """
         if not group:
             return
-        first = group[0][1]
+        first = group[0][1]             # the entries are single-group blocks (Descriptor.pe3_blocks)
         a, c, d = first.a, first.c, first.d
         mem, integer = self.memory, not self.float_mode
         elems, base = mem.elements, mem.base
@@ -307,29 +310,46 @@ class GoldenDevice:
             sums = np.abs(out).reshape(len(group), -1).sum(axis=1).astype(np.int64)
         else:
             sat_counts = sums = np.zeros(len(group), dtype=np.int64)
-        self._write_backs(prog_addr, group[0][0], [desc for _, desc in group], sat_counts, sums)
-        group.clear()
-        for attr in ("dst_lo", "dst_hi"):
-            group.__dict__.pop(attr, None)
+        # One write-back per descriptor: the statistics of its groups summed.
+        pcs = np.array([pc for pc, _ in group])
+        starts = np.flatnonzero(np.r_[True, pcs[1:] != pcs[:-1]])
+        self._write_backs(prog_addr, group[0][0], [group.descriptors[pc] for pc in pcs[starts]],
+                          np.add.reduceat(sat_counts, starts), np.add.reduceat(sums, starts))
+        group.reset()
 
 
 class _PE3Group(list):
-    """Consecutive PE3 descriptors of one shape, run together; tracks the byte range they write."""
+    """Consecutive PE3 descriptors of one shape, run together as ``(pc, single-group block)`` entries (a
+    descriptor with row groups adds one per group); tracks the byte range they write."""
+
+    def __init__(self):
+        super().__init__()
+        self.reset()
+
+    def reset(self) -> None:
+        self.clear()
+        self.descriptors = {}           # pc -> the descriptor, for its write-back
+        self.dst_lo = self.dst_hi = None
 
     def add(self, pc: int, desc: Descriptor) -> None:
-        end = desc.dst + 2 * desc.c * desc.d
-        self.dst_lo = min(getattr(self, "dst_lo", desc.dst), desc.dst)
-        self.dst_hi = max(getattr(self, "dst_hi", end), end)
-        self.append((pc, desc))
+        self.descriptors[pc] = desc
+        for block in desc.pe3_blocks():
+            end = block.dst + 2 * block.c * block.d
+            self.dst_lo = block.dst if self.dst_lo is None else min(self.dst_lo, block.dst)
+            self.dst_hi = end if self.dst_hi is None else max(self.dst_hi, end)
+            self.append((pc, block))
+
+    def _reads_clear(self, block: Descriptor) -> bool:
+        reads = ((block.src_a, block.src_a + 2 * ((block.a - 1) * block.stride_a + block.c)),
+                 (block.src_b, block.src_b + 2 * ((block.a - 1) * block.stride_b + block.d)))
+        return all(hi <= self.dst_lo or lo >= self.dst_hi for lo, hi in reads)
 
     def admits(self, desc: Descriptor) -> bool:
-        """Same shape, and reads nothing the group writes (batching reads all before writing any)."""
+        """Same shape, and reads nothing the batch writes (batching reads all before writing any)."""
         first = self[0][1]
         if desc.opcode != Opcode.PE3 or desc.flags & Flag.ACC:
             return False
         if ((desc.a, desc.c, desc.d, desc.stride_a, desc.stride_b, desc.shift, desc.out_fmt, desc.flags) !=
                 (first.a, first.c, first.d, first.stride_a, first.stride_b, first.shift, first.out_fmt, first.flags)):
             return False
-        reads = ((desc.src_a, desc.src_a + 2 * ((desc.a - 1) * desc.stride_a + desc.c)),
-                 (desc.src_b, desc.src_b + 2 * ((desc.a - 1) * desc.stride_b + desc.d)))
-        return all(hi <= self.dst_lo or lo >= self.dst_hi for lo, hi in reads)
+        return all(self._reads_clear(block) for block in desc.pe3_blocks())

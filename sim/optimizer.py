@@ -94,7 +94,7 @@ def price_layer(spec: NetworkSpec, li: int, sched: LayerSchedule, batch: int, mo
     cost = model.program(ops)
     # The tiles are reloaded every step (LOAD_W streams 4 words per 128-bit beat).
     load = -(-words * 4 * WMEM_LANES // cfg.axi_data_bits)
-    pe3 = sum(op.a * op.c * op.d for op in ops if op.opcode == Opcode.PE3)
+    pe3 = sum(op.macs() for op in ops if op.opcode == Opcode.PE3)
     return LayerChoice(sched, cost.cycles + load, cost.macs, words, pe3)
 
 

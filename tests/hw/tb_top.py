@@ -111,10 +111,16 @@ def illegal_cases():
          ErrorCode.BAD_SHAPE),
         ("pe3_d", Descriptor(Opcode.PE3, a=1, c=16, d=257, stride_a=16, stride_b=272, src_b=0x3000, **ok),
          ErrorCode.BAD_SHAPE),
+        # row groups: B's rows must hold G d columns (the decoder's narrow product G x d) ...
+        ("pe3_groups", Descriptor(Opcode.PE3, a=1, b=300, c=16, d=32, stride_a=16, stride_b=9584, src_b=0x3000,
+                                  **ok), ErrorCode.BAD_SHAPE),
         ("zero", Descriptor(Opcode.REDUCE, a=0, c=16, **ok), ErrorCode.BAD_SHAPE),
         ("align", Descriptor(Opcode.ACT_FWD, a=1, c=16, src_a=0x1010, dst=0x2000), ErrorCode.BAD_ALIGN),
         ("stride_align", Descriptor(Opcode.PE3, a=1, c=16, d=1, stride_a=24, stride_b=16, src_b=0x3000, **ok),
          ErrorCode.BAD_ALIGN),
+        # ... and start on operand boundaries (d % 16 == 0 once there are two groups)
+        ("pe3_groups_align", Descriptor(Opcode.PE3, a=1, b=2, c=16, d=8, stride_a=16, stride_b=16, src_b=0x3000,
+                                        **ok), ErrorCode.BAD_ALIGN),
         ("wrange", Descriptor(Opcode.PE1, a=1, b=1, c=16, d=16, wofs=cfg.wmem_words - 15, **ok), ErrorCode.MEM_RANGE),
         ("wrange_bcd", Descriptor(Opcode.PE1, a=1, b=2, c=256, d=8, wofs=cfg.wmem_words - 255, **ok),
          ErrorCode.MEM_RANGE),

@@ -88,12 +88,12 @@ def test_table_3_6_shapes_for_three_cores():
                    ("PE2", 1, n1 * m1, n2 * m2 * n3 * m3, r1),   # (3.18)
                    ("PE2", 1, r1 * n2 * m2, n3 * m3, r2)]        # (3.19) -> dG3
     # dW in merged blocks (n2 n3 x m3): pair 2 stored m-major, so that for each n1 the m1 m2 blocks follow
-    # each other and one PE3 instruction forms all of them chunk-major (m3 = 16 lanes): n1 instructions
-    # instead of the thesis' n1 m1 n2 m2. Core 1 is read m-major by the sweeps and its gradient is m-major.
+    # each other and one PE3 row group forms all of them chunk-major (m3 = 16 lanes); the n1 values are the
+    # row groups of one instruction: one PE3 instruction instead of the thesis' n1 m1 n2 m2. Core 1 is read
+    # m-major by the sweeps and its gradient is m-major.
     pe3 = [op for op in net.programs["backward"] if op.opcode == Opcode.PE3]
-    assert [(op.a, op.c, op.d, op.flags) for op in pe3] == [(B, m1 * m2 * m3, n2 * n3, Flag.CHUNKS)] * n1
-    assert [op.dst_offset for op in pe3] == [i * m1 * m2 * n2 * n3 * m3 for i in range(n1)]
-    assert [op.src_b_offset for op in pe3] == [i * n2 * n3 for i in range(n1)] and {op.src_a_offset for op in pe3} == {0}
+    assert [(op.a, op.b, op.c, op.d, op.flags) for op in pe3] == [(B, n1, m1 * m2 * m3, n2 * n3, Flag.CHUNKS)]
+    assert (pe3[0].dst_offset, pe3[0].src_b_offset, pe3[0].src_a_offset) == (0, 0, 0)
     assert sum(op.macs() for op in pe3) == B * m1 * m2 * m3 * n1 * n2 * n3
     assert net.factor_grad_layouts[0] == ["nm", "mn", "nm"]
     assert [op.weight for op in net.programs["backward"] if op.opcode in (Opcode.PE1, Opcode.PE2)] == [
@@ -109,8 +109,11 @@ def test_full_weight_gradient_blocks_stay_per_pair_where_merging_cannot_help_or_
         spec = NetworkSpec((TTLayerSpec((2, 3, 16), n_modes, (16, 16), "none"),))
         net = compile_network(spec, batch=2)
         pe3 = [op for op in net.programs["backward"] if op.opcode == Opcode.PE3]
-        assert [(op.c, op.d, op.flags) for op in pe3] == [(48, 16, Flag.CHUNKS)] * (2 * n_modes[0] * n_modes[1])
-        assert [op.dst_offset for op in pe3] == [i * 3 * 256 for i in range(len(pe3))]
+        # Digits n0 m0 n1 | m1 (folded into chunks): the n1 values are row groups.
+        groups = n_modes[1] if n_modes[1] > 1 else 0
+        assert [(op.b, op.c, op.d, op.flags) for op in pe3] == [(groups, 48, 16, Flag.CHUNKS)] * (2 * n_modes[0])
+        assert [op.dst_offset for op in pe3] == [i * max(groups, 1) * 3 * 256 for i in range(len(pe3))]
+        assert sum(op.macs() for op in pe3) == 2 * 2 * 3 * 16 * math.prod(n_modes)
         assert net.factor_grad_layouts[0] == ["nm"] * 3
         assert all(t.layout != "canon_mn" for t in net.weight_tiles)
     spec = NetworkSpec((TTLayerSpec((2, 3, 32), (2, 1, 16), (16, 16), "none"),))
