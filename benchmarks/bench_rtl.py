@@ -12,9 +12,9 @@ Keys (issue 3):
 * ``pe_roofline_fraction_multi_block`` — the same over only the PE instructions larger than one buffer
   (issue 3's target: ">= 90 % of its roofline on operations larger than one buffer"): PE1 with more than one
   block of ``pe1_rows`` rows, PE2 with more than one ``(a, 16-column)`` block, PE3 with more than one
-  16-column chunk — the ones where the ping-pong overlap can hide the loads and stores at all. The step's
-  PE3 instructions are all single chunks, so the bench runs, after the step and outside its totals, one
-  program of multi-chunk PE3 instructions (tests/hw/workloads.py ``PE3_MULTI_CHUNK_SHAPES``, random data,
+  16-column chunk or row group — the ones where the ping-pong overlap can hide the loads and stores at all.
+  Besides the step's, the bench runs, after the step and outside its totals, one program of multi-chunk PE3
+  instructions at batch-32 sizes (tests/hw/workloads.py ``PE3_MULTI_CHUNK_SHAPES``, random data,
   write-backs checked against the golden device like the step's);
 * ``rtl_sim_cycles_per_s`` — simulated cycles per wall-clock second while the programs run (Verilator,
   no Python per cycle: see tests/hw/tb_bench.py).
@@ -47,10 +47,11 @@ def roofline_cycles(e: dict) -> float:
     if op == "PE2":
         return max(e["macs"] / PEAK, a * b * c / BEAT_ELEMS, a * d * c / BEAT_ELEMS)
     if op == "PE3":
-        reads = a * (c // 16) * (2 + -(-d // BEAT_ELEMS))
+        groups = max(b, 1)                               # row groups (contract 1.2): G blocks of d x c
+        reads = groups * a * (c // 16) * (2 + -(-d // BEAT_ELEMS))
         if e.get("flags", 0) & Flag.ACC:
-            reads += d * c / BEAT_ELEMS                  # the old result, read back to be added
-        return max(e["macs"] / DEFAULT_CONFIG.pe3_lanes, reads, d * c / BEAT_ELEMS)
+            reads += groups * d * c / BEAT_ELEMS         # the old result, read back to be added
+        return max(e["macs"] / DEFAULT_CONFIG.pe3_lanes, reads, groups * d * c / BEAT_ELEMS)
     if op in ("ACT_FWD", "REDUCE"):
         return a * c / BEAT_ELEMS
     if op == "ACT_BWD":
@@ -70,7 +71,7 @@ def larger_than_one_buffer(e: dict) -> bool:
     if op == "PE2":
         return a * (c // DEFAULT_CONFIG.pe2_cols) > 1
     if op == "PE3":
-        return c > DEFAULT_CONFIG.pe3_lanes
+        return c > DEFAULT_CONFIG.pe3_lanes or e["b"] > 1        # several chunks, or several row groups
     return False
 
 

@@ -3,8 +3,8 @@ the multi-chunk PE3 workload, and how benchmarks/bench_rtl.py sums a bench's run
 
 import re
 
-from benchmarks.bench_rtl import roofline_cycles, summarize
-from ultratrain.sim.contract import Flag, Opcode
+from benchmarks.bench_rtl import larger_than_one_buffer, roofline_cycles, summarize
+from ultratrain.sim.contract import Flag, Opcode, instruction_macs
 
 from .rtl import icarus_time0
 from .workloads import PE3_MULTI_CHUNK_SHAPES, pe3_multi_chunk
@@ -44,7 +44,7 @@ def test_pe3_multi_chunk_workload_is_legal_and_records_the_golden_result():
 
 
 def _entry(op, a=0, b=0, c=0, d=0, cycles=0, flags=0):
-    macs = a * b * c * d if op in ("PE1", "PE2") else a * c * d if op == "PE3" else 0
+    macs = instruction_macs(Opcode[op], a, b, c, d)
     return {"op": op, "a": a, "b": b, "c": c, "d": d, "flags": flags, "macs": macs, "cycles": cycles}
 
 
@@ -70,3 +70,11 @@ def test_pe3_roofline_counts_the_old_result_read_of_acc():
     # a = 1 row: 4 chunks x (2 + 8) beats read; ACC adds the 64 x 64 old result, 512 beats, so reads dominate.
     assert roofline_cycles(plain) == 512            # the 512 beats written
     assert roofline_cycles(acc) == 40 + 512         # the reads, old result included
+
+
+def test_pe3_roofline_and_multi_block_count_row_groups():
+    one = _entry("PE3", 1, 1, 16, 64)
+    four = _entry("PE3", 1, 4, 16, 64)
+    assert four["macs"] == 4 * one["macs"]
+    assert roofline_cycles(one) == 128 and roofline_cycles(four) == 4 * 128      # the d x c writes of each group
+    assert not larger_than_one_buffer(one) and larger_than_one_buffer(four)
