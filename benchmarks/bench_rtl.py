@@ -33,34 +33,15 @@ import sys
 import tempfile
 from collections import defaultdict
 
-from ultratrain.sim.contract import DEFAULT_CONFIG, Flag
+from ultratrain.sim import cycle_model
+from ultratrain.sim.contract import DEFAULT_CONFIG, Opcode
 
 PEAK = DEFAULT_CONFIG.peak_macs_per_cycle
-BEAT_ELEMS = DEFAULT_CONFIG.axi_data_bits // 16
 
 
 def roofline_cycles(e: dict) -> float:
-    """Cycles an instruction needs at least: array time vs AXI read / write beats of its dataflow."""
-    op, a, b, c, d = e["op"], e["a"], e["b"], e["c"], e["d"]
-    if op == "PE1":
-        return max(e["macs"] / PEAK, a * b * c / BEAT_ELEMS, a * d / BEAT_ELEMS)
-    if op == "PE2":
-        return max(e["macs"] / PEAK, a * b * c / BEAT_ELEMS, a * d * c / BEAT_ELEMS)
-    if op == "PE3":
-        groups = max(b, 1)                               # row groups (contract 1.2): G blocks of d x c
-        reads = groups * a * (c // 16) * (2 + -(-d // BEAT_ELEMS))
-        if e.get("flags", 0) & Flag.ACC:
-            reads += groups * d * c / BEAT_ELEMS         # the old result, read back to be added
-        return max(e["macs"] / DEFAULT_CONFIG.pe3_lanes, reads, groups * d * c / BEAT_ELEMS)
-    if op in ("ACT_FWD", "REDUCE"):
-        return a * c / BEAT_ELEMS
-    if op == "ACT_BWD":
-        return 2 * a * c / BEAT_ELEMS
-    if op == "LOAD_W":
-        return a / 2
-    if op == "LOAD_B":
-        return a
-    return 0.0
+    """Cycles an instruction needs at least (sim/cycle_model.roofline_cycles) for a bench entry."""
+    return cycle_model.roofline_cycles(Opcode[e["op"]], e["a"], e["b"], e["c"], e["d"], e.get("flags", 0))
 
 
 def larger_than_one_buffer(e: dict) -> bool:

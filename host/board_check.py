@@ -1,7 +1,7 @@
 """``ultratrain board-check``: every instruction kind on random data, device vs golden executor.
 
 Thesis section 3.5.2 defines the instructions; ``sim/executor.py`` is their executable definition. For each
-kind (PE1, PE2, PE3 with and without ACC and with row strides, ACT_FWD, ACT_BWD, REDUCE, the LOAD_W/LOAD_B
+kind (PE1, PE2, PE3 with and without ACC, with row strides and in row groups, ACT_FWD, ACT_BWD, REDUCE, the LOAD_W/LOAD_B
 that feed them, an empty program, and an illegal descriptor) this writes random operands into device memory,
 runs a short program on the device *and* on the golden executor over an identical memory image, and compares
 the output tensor bit for bit plus every write-back (done, error code, saturation count, sum of |outputs|).
@@ -118,15 +118,16 @@ def _pe2(rng, base, cfg):
     return lay.writes, [load, op], [(dst, n)]
 
 
-def _pe3(rng, base, cfg, strided=False, acc=False):
+def _pe3(rng, base, cfg, strided=False, acc=False, groups=0):
     lay = _Layout(base)
     a, c, d = 20, 32, 16
-    sa, sb = (c + 16, d + 32) if strided else (c, d)
+    G = max(groups, 1)
+    sa, sb = (c + 16, G * d + 32) if strided else (c, G * d)
     A, B = lay.tensor(_int16(rng, a * sa)), lay.tensor(_int16(rng, a * sb))
-    dst, n = lay.output(d * c, fill=int(rng.integers(-2000, 2000)) if acc else 0x5555)
-    op = Descriptor(Opcode.PE3, a=a, c=c, d=d, src_a=A, src_b=B, dst=dst, stride_a=sa, stride_b=sb,
-                    shift=int(rng.integers(14, 24)), out_fmt=OutFormat.S16 if acc else _fmt(rng),
-                    flags=Flag.ACC if acc else Flag.NONE)
+    dst, n = lay.output(G * d * c, fill=int(rng.integers(-2000, 2000)) if acc else 0x5555)
+    flags = (Flag.ACC if acc else Flag.NONE) | (Flag.CHUNKS if groups else Flag.NONE)
+    op = Descriptor(Opcode.PE3, a=a, b=groups, c=c, d=d, src_a=A, src_b=B, dst=dst, stride_a=sa, stride_b=sb,
+                    shift=int(rng.integers(14, 24)), out_fmt=OutFormat.S16 if acc else _fmt(rng), flags=flags)
     return lay.writes, [op], [(dst, n)]
 
 
@@ -174,6 +175,7 @@ CASES = [
     Case("PE3", _pe3),
     Case("PE3 strided", lambda rng, base, cfg: _pe3(rng, base, cfg, strided=True)),
     Case("PE3 ACC", lambda rng, base, cfg: _pe3(rng, base, cfg, strided=True, acc=True)),
+    Case("PE3 row groups", lambda rng, base, cfg: _pe3(rng, base, cfg, strided=True, acc=True, groups=3)),
     Case("LOAD_B+ACT_FWD", _act),
     Case("LOAD_B+ACT_BWD", lambda rng, base, cfg: _act(rng, base, cfg, backward=True)),
     Case("REDUCE", _reduce),

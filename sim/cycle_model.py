@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass, field, replace
 from .contract import DEFAULT_CONFIG, WMEM_LANES, Flag, HardwareConfig, Opcode, instruction_macs
 
 __all__ = ["CycleParams", "CycleModel", "InstructionCost", "pipeline_cycles", "ProgramCost", "DEFAULT_PARAMS",
-           "mac_lower_bound", "unit_lower_bound"]
+           "mac_lower_bound", "unit_lower_bound", "roofline_cycles"]
 
 
 @dataclass(frozen=True)
@@ -409,6 +409,36 @@ class CycleModel:
             period = max(period, a * d + p.pe3_acc_restart + round((old - p.pe3_old_fifo) * p.pe3_acc_cpb)
                          + row_load)
         return first_end + (chunks - 1) * period + round(old * p.pe3_acc_cpb) + p.pe3_acc_pipe
+
+
+def roofline_cycles(opcode, a: int, b: int, c: int, d: int, flags: int = 0, cfg: HardwareConfig = DEFAULT_CONFIG,
+                    ) -> float:
+    """Cycles an instruction needs at least: its array time (MACs / array width: 128 for PE1/PE2, 16 for PE3)
+    or the beats it must move on the AXI read and write channels (one per cycle each) for the operand reuse
+    of its dataflow, the larger. The ``pe_roofline_fraction`` of ``make bench`` divides this by measured
+    cycles."""
+    op = Opcode(int(opcode))
+    beat = cfg.axi_data_bits // 16
+    macs = instruction_macs(op, a, b, c, d)
+    if op == Opcode.PE1:
+        return max(macs / cfg.peak_macs_per_cycle, a * b * c / beat, a * d / beat)
+    if op == Opcode.PE2:
+        return max(macs / cfg.peak_macs_per_cycle, a * b * c / beat, a * d * c / beat)
+    if op == Opcode.PE3:
+        groups = max(b, 1)                               # row groups (contract 1.2): G blocks of d x c
+        reads = groups * a * (c // cfg.pe3_lanes) * (2 + -(-d // beat))
+        if int(flags) & Flag.ACC:
+            reads += groups * d * c / beat               # the old result, read back to be added
+        return max(macs / cfg.pe3_lanes, reads, groups * d * c / beat)
+    if op in (Opcode.ACT_FWD, Opcode.REDUCE):
+        return a * c / beat
+    if op == Opcode.ACT_BWD:
+        return 2 * a * c / beat
+    if op == Opcode.LOAD_W:
+        return a * 4 * WMEM_LANES / cfg.axi_data_bits
+    if op == Opcode.LOAD_B:
+        return a * 8 * WMEM_LANES / cfg.axi_data_bits
+    return 0.0
 
 
 def _macs(op) -> int:

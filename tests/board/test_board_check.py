@@ -45,6 +45,7 @@ class CorruptingBackend(EmulatedBackend):
 
 
 @pytest.mark.parametrize("opcode, failing", [(Opcode.PE2, {"LOAD_W+PE2"}),
+                                             (Opcode.PE3, {"PE3", "PE3 strided", "PE3 ACC", "PE3 row groups"}),
                                              (Opcode.REDUCE, {"REDUCE"})])
 def test_a_wrong_result_fails_its_instruction(opcode, failing):
     results = board_check.run_board_check(CorruptingBackend(opcode), repeats=1)
@@ -56,7 +57,7 @@ def test_a_wrong_result_fails_its_instruction(opcode, failing):
 def test_command_line(capsys):
     assert board_check.main(["--backend", "emulated", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
-    assert "10/10 instructions pass" in out and "PE3 ACC" in out
+    assert "11/11 instructions pass" in out and "PE3 ACC" in out and "PE3 row groups" in out
     assert board_check.main(["--backend", "nonexistent"]) == 2
     assert "unknown" in capsys.readouterr().err
     with pytest.raises(ValueError, match="repeats"):

@@ -1,0 +1,123 @@
+"""``ultratrain program``: the instructions of one training step, with what the cycle model says each costs.
+
+For RTL and compiler work: which instructions a step of the Table 3.3 network (thesis section 3.6.1) is made
+of under the thesis' schedule (Table 3.6, eq. 3.9-3.19) or the optimizer's, their sizes, flags and row groups
+(sim/contract.py), the tensors they read and write (sim/compiler.py), their MACs, and the cycles the
+calibrated cycle model (sim/cycle_model.py) gives each, against the roofline of its dataflow. The model is
+exact on the RTL to a few hundredths of a percent per step (docs/results/performance.md), so the listing
+shows where a step's cycles go without running a simulator. ``--json`` writes the same rows for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..sim.compiler import ShapeError, compile_network, thesis_table33_network
+from ..sim.contract import Flag
+from ..sim.cycle_model import CycleModel, roofline_cycles
+
+__all__ = ["listing", "format_listing", "add_arguments", "run_command", "PROGRAMS"]
+
+PROGRAMS = ("load", "forward", "backward")
+
+
+def listing(network: str = "thesis", batch: int = 32, schedule: str = "thesis", programs=PROGRAMS,
+            rank: int = 16, rd_latency: int = 0) -> dict:
+    """The rows of ``programs`` for one step: one dict per instruction, and totals per program and unit."""
+    if network != "thesis":
+        raise ValueError(f"unknown network {network!r}: only 'thesis' (Table 3.3) is built in")
+    if not isinstance(batch, int) or batch <= 0:
+        raise ValueError(f"batch must be a positive int, not {batch!r}")
+    unknown = [p for p in programs if p not in PROGRAMS]
+    if unknown:
+        raise ValueError(f"unknown program(s) {unknown}: choose from {list(PROGRAMS)}")
+    if rd_latency < 0:
+        raise ValueError(f"rd_latency must be >= 0, not {rd_latency}")
+    model = CycleModel().with_params(rd_latency=rd_latency)
+    spec = thesis_table33_network(rank)
+    if schedule == "thesis":
+        net = compile_network(spec, batch)
+    elif schedule == "optimized":
+        from ..sim.optimizer import optimize
+        from ..sim.schedules import compile_schedule
+        net = compile_schedule(spec, batch, optimize(spec, batch, model).schedule)
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}: 'thesis' or 'optimized'")
+    rows, totals = [], {}
+    for name in programs:
+        cost = model.program(net.programs[name])
+        for index, op in enumerate(net.programs[name]):
+            c = model.cost(op)
+            rows.append({
+                "program": name, "index": index, "op": op.opcode.name, "a": op.a, "b": op.b, "c": op.c,
+                "d": op.d, "flags": str(Flag(op.flags).name) if op.flags else "-", "dst": op.dst, "src_a": op.src_a,
+                "src_b": op.src_b, "weight": "/".join(map(str, op.weight)) if op.weight else "",
+                "macs": op.macs(), "cycles": c.total,
+                "roofline": round(roofline_cycles(op.opcode, op.a, op.b, op.c, op.d, op.flags, net.cfg), 1),
+            })
+        totals[name] = {"cycles": cost.cycles, "macs": cost.macs, "instructions": cost.instructions + 1,
+                        "by_unit": {u: {"cycles": v[0], "macs": v[1], "instructions": v[2]}
+                                    for u, v in sorted(cost.by_unit.items())}}
+    step = sum(t["cycles"] for t in totals.values())
+    macs = sum(t["macs"] for t in totals.values())
+    return {"network": network, "batch": batch, "schedule": schedule, "rd_latency": rd_latency, "rows": rows,
+            "programs": totals, "cycles": step, "macs": macs,
+            "utilization": macs / (net.cfg.peak_macs_per_cycle * step) if step else 0.0,
+            "clock_hz": model.clock_hz}
+
+
+def format_listing(result: dict) -> str:
+    """A table per program (one line per instruction), then the totals per unit."""
+    lines = [f"{result['network']} network, batch {result['batch']}, {result['schedule']} schedule, modelled "
+             f"with {result['rd_latency']} cycles of DRAM read latency"]
+    header = (f"{'#':>4} {'op':<7} {'a':>5} {'b':>5} {'c':>6} {'d':>4} {'flags':<10} {'MACs':>10} {'cycles':>9} "
+              f"{'of roof':>7}  dst <- sources")
+    for name, total in result["programs"].items():
+        lines += ["", f"{name}: {total['instructions']} descriptors (END included), {total['cycles']:,} cycles, "
+                      f"{total['macs']:,} MACs", header]
+        for r in (r for r in result["rows"] if r["program"] == name):
+            share = f"{r['roofline'] / r['cycles']:.3f}" if r["roofline"] else ""
+            sources = ", ".join(s for s in (r["src_a"], r["src_b"], r["weight"] and f"W{r['weight']}") if s)
+            lines.append(f"{r['index']:>4} {r['op']:<7} {r['a']:>5} {r['b']:>5} {r['c']:>6} {r['d']:>4} "
+                         f"{r['flags']:<10} {r['macs']:>10,} {r['cycles']:>9,} {share:>7}  "
+                         f"{r['dst'] or '-'} <- {sources or '-'}")
+    lines += ["", f"{'unit':<6} {'instr.':>7} {'cycles':>11} {'share':>6} {'MACs':>13}"]
+    units = {}
+    for total in result["programs"].values():
+        for unit, v in total["by_unit"].items():
+            u = units.setdefault(unit, [0, 0, 0])
+            u[0] += v["cycles"]
+            u[1] += v["macs"]
+            u[2] += v["instructions"]
+    for unit, (cycles, macs, count) in sorted(units.items(), key=lambda kv: -kv[1][0]):
+        lines.append(f"{unit:<6} {count:>7} {cycles:>11,} {cycles / result['cycles']:>6.1%} {macs:>13,}")
+    seconds = result["cycles"] / result["clock_hz"]
+    lines.append(f"{' + '.join(result['programs'])}: {result['cycles']:,} cycles ({seconds * 1e3:.2f} ms at "
+                 f"{result['clock_hz'] / 1e6:.0f} MHz), {result['utilization']:.1%} of the 128 MAC/cycle peak")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--network", default="thesis", help="network to compile (default: thesis, Table 3.3)")
+    parser.add_argument("--rank", type=int, default=16, help="TT rank of every core (default 16)")
+    parser.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    parser.add_argument("--schedule", choices=("thesis", "optimized"), default="thesis",
+                        help="the thesis' contraction schedule or the optimizer's (default thesis)")
+    parser.add_argument("--program", choices=PROGRAMS, action="append",
+                        help="list only this program (repeatable; default: load, forward and backward)")
+    parser.add_argument("--latency", type=int, default=0,
+                        help="DRAM read latency in cycles for the model (default 0; the RTL bench uses 24)")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        result = listing(args.network, args.batch, args.schedule, tuple(args.program or PROGRAMS), args.rank,
+                         args.latency)
+    except (ValueError, ShapeError) as err:
+        print(f"ultratrain program: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=1) if args.json else format_listing(result))
+    return 0

@@ -1,0 +1,53 @@
+"""``ultratrain program`` (host/program_listing.py): the step's instructions with their modelled cycles."""
+
+import json
+
+import pytest
+
+from ultratrain.host import cli
+from ultratrain.host.program_listing import format_listing, listing, run_command
+from ultratrain.sim.compiler import compile_network, thesis_table33_network
+from ultratrain.sim.cycle_model import CycleModel
+from ultratrain.sim.optimizer import network_cost
+
+
+@pytest.mark.parametrize("batch, latency", [(1, 0), (3, 24)])
+def test_listing_totals_equal_the_network_cost_and_no_row_beats_its_roofline(batch, latency):
+    result = listing(batch=batch, rd_latency=latency)
+    net = compile_network(thesis_table33_network(16), batch)
+    cost = network_cost(net, CycleModel().with_params(rd_latency=latency))
+    assert result["cycles"] == cost["cycles"] and result["macs"] == cost["macs"]
+    assert len(result["rows"]) == sum(len(net.programs[p]) for p in ("load", "forward", "backward"))
+    for row in result["rows"]:
+        assert row["cycles"] >= row["roofline"], row
+    # Layer 0's weight gradient in row groups: 28 PE3 instructions of 4 groups (contract 1.2).
+    grouped = [r for r in result["rows"] if r["op"] == "PE3" and r["b"] == 4]
+    assert len(grouped) == 28 and all(r["flags"] == "CHUNKS" and r["dst"] == "L0.dW" for r in grouped)
+
+
+def test_listing_of_one_program_and_the_optimized_schedule():
+    thesis = listing(batch=1, programs=("backward",))
+    optimized = listing(batch=1, schedule="optimized", programs=("backward",))
+    assert {r["program"] for r in thesis["rows"]} == {"backward"} and list(thesis["programs"]) == ["backward"]
+    assert optimized["cycles"] < thesis["cycles"]
+    text = format_listing(thesis)
+    assert text.count("\n") > len(thesis["rows"]) and "backward: " in text and "L0.dW <- x, G0" in text
+
+
+@pytest.mark.parametrize("kwargs, match", [({"batch": 0}, "batch"), ({"schedule": "fast"}, "schedule"),
+                                           ({"programs": ("train",)}, "program"), ({"network": "vgg"}, "network"),
+                                           ({"rd_latency": -1}, "rd_latency")])
+def test_bad_arguments_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        listing(**kwargs)
+
+
+def test_command_line(capsys):
+    parser = cli.build_parser()
+    args = parser.parse_args(["program", "--batch", "2", "--program", "forward", "--json"])
+    assert cli.COMMANDS["program"].run is run_command
+    assert run_command(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["batch"] == 2 and {r["program"] for r in out["rows"]} == {"forward"}
+    assert cli.main(["program", "--batch", "-3"]) == 2
+    assert "batch must be a positive int" in capsys.readouterr().err
