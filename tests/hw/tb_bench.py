@@ -51,6 +51,8 @@ async def bench_training_step(dut):
     network = os.environ.get("ULTRATRAIN_NETWORK", "thesis")
     batch = int(os.environ.get("ULTRATRAIN_BATCH", "32"))
     out = os.environ["ULTRATRAIN_BENCH_OUT"]
+    # The clock toggles inside the simulator (cocotb's C++ clock), not in a Python coroutine: no Python runs per
+    # cycle while a program executes (the test only wakes on irq).
     Clock(dut.clk, 10, unit="ns", impl="gpi").start(start_high=False)
     axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil", bus_separator="__"), dut.clk, dut.rst)
     dut.rst.value = 1
