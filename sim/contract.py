@@ -41,14 +41,14 @@ as one contiguous ``d x 16`` block, which is how consecutive blocks of the weigh
 the last input mode is 16 (one instruction then forms several blocks; ``ACC`` reads the old ``dst`` in the
 same order).
 
-PE3's ``b`` counts row groups ``G`` (``b`` 0 and 1 both mean one): the instruction is the ``G`` single-group
-instructions :meth:`Descriptor.pe3_blocks` lists, run in order: group ``g`` takes the next ``d`` columns of
-``B`` (``src_b + 2 g d``) and stores its ``d x c`` result right after the previous group's
-(``dst + 2 g d c``), in the layout the flags say. The result must not overlap the operands (the unit
-reads one group ahead of its writes). ``A`` is the same for every group. One instruction then
-forms a run of weight-gradient blocks that differ only in their ``n`` digit, and the unit overlaps one
-group's drain with the next one's sweep as it does between chunks (``stride_b >= G d``, and ``d % 16 == 0``
-when ``G > 1``, so that every group's ``B`` starts on an operand boundary).
+PE3's ``b`` counts row groups ``G`` (contract 1.2; ``b`` 0 and 1 both mean one). The instruction is the
+``G`` single-group instructions :meth:`Descriptor.pe3_blocks` lists, run in order: group ``g`` takes the next
+``d`` columns of ``B`` (``src_b + 2 g d``), the same ``A``, and stores its ``d x c`` result right after the
+previous group's (``dst + 2 g d c``) in the layout the flags say. So one instruction forms a run of
+weight-gradient blocks that differ only in their ``n`` digit, and the unit overlaps one group's drain with
+the next one's sweep as it does between chunks. Legal when ``stride_b >= G d`` and, once ``G > 1``,
+``d % 16 == 0`` (every group's ``B`` starts on an operand boundary). The result must not overlap the
+operands: the unit reads ahead of its writes.
 """
 
 from __future__ import annotations
