@@ -3,7 +3,7 @@ the multi-chunk PE3 workload, and how benchmarks/bench_rtl.py sums a bench's run
 
 import re
 
-from benchmarks.bench_rtl import larger_than_one_buffer, roofline_cycles, summarize
+from benchmarks.bench_rtl import larger_than_one_buffer, roofline_cycles, step_summary, summarize
 from ultratrain.sim.contract import Flag, Opcode, instruction_macs
 
 from .rtl import icarus_time0
@@ -78,3 +78,19 @@ def test_pe3_roofline_and_multi_block_count_row_groups():
     assert four["macs"] == 4 * one["macs"]
     assert roofline_cycles(one) == 128 and roofline_cycles(four) == 4 * 128      # the d x c writes of each group
     assert not larger_than_one_buffer(one) and larger_than_one_buffer(four)
+
+
+def test_step_summary_says_where_the_whole_step_target_applies_and_whether_it_is_met():
+    # One PE1 instruction: 64 x 256 x 16 MACs = 2,048 cycles at the peak; read-bound at 2,048 beats.
+    def step(cycles, d):
+        e = _entry("PE1", 64, 1, 256, d, cycles=cycles)
+        return {"network": "t", "batch": 1, "runs": [{"name": "forward", "extra": False, "cycles": cycles,
+                                                      "wall_s": 1.0, "descriptors": [e, _entry("END")]}]}
+    met = step_summary(step(cycles=2_900, d=16))            # roofline 2,048 = the MAC time: allows 1.0
+    assert met["roofline_allows"] == 1.0 and met["target_applies"] and met["target_met"]
+    assert met["of_peak"] == round(2_048 / 2_900, 4) and met["cycles"] == 2_900
+    missed = step_summary(step(cycles=3_000, d=16))
+    assert missed["target_applies"] and not missed["target_met"]
+    # d = 8: half the MACs against the same 2,048 read beats, so the roofline allows only 0.5.
+    bound = step_summary(step(cycles=2_100, d=8))
+    assert bound["roofline_allows"] == 0.5 and not bound["target_applies"] and not bound["target_met"]
