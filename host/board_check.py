@@ -1,10 +1,11 @@
 """``ultratrain board-check``: every instruction kind on random data, device vs golden executor.
 
 Thesis section 3.5.2 defines the instructions; ``sim/executor.py`` is their executable definition. For each
-kind (PE1, PE2, PE3 with and without ACC, with row strides and in row groups, ACT_FWD, ACT_BWD, REDUCE, the LOAD_W/LOAD_B
-that feed them, an empty program, and an illegal descriptor) this writes random operands into device memory,
-runs a short program on the device *and* on the golden executor over an identical memory image, and compares
-the output tensor bit for bit plus every write-back (done, error code, saturation count, sum of |outputs|).
+kind (PE1, PE2, PE3 with and without ACC, with row strides and in row groups, ACT_FWD, ACT_BWD, REDUCE, the
+LOAD_W/LOAD_B that feed them, an empty program, and an illegal descriptor) this writes random operands into
+device memory, runs a short program on the device *and* on the golden executor over an identical memory
+image, and compares the output tensor bit for bit plus every write-back (done, error code, saturation count,
+sum of |outputs|).
 It prints one line per instruction with pass/fail and the cycles the device measured.
 
 Works on any backend of ``host/runtime.py``: ``--backend pynq`` on the board, ``rtl`` in co-simulation,
@@ -22,7 +23,7 @@ import numpy as np
 
 from ..sim.contract import (DEFAULT_CONFIG, DESCRIPTOR_BYTES, BMEM_LANES, Descriptor, ErrorCode, Flag,
                             HardwareConfig, Opcode, OutFormat, encode_program, pack_bias_words, pack_weight_words,
-                            pe2_row_pitch, read_writeback)
+                            pe2_row_pitch, pe3_row_groups, read_writeback)
 from ..sim.executor import DeviceError, GoldenDevice, Memory
 
 __all__ = ["CASES", "CaseResult", "run_board_check", "format_results", "main", "add_arguments", "run_command"]
@@ -121,7 +122,7 @@ def _pe2(rng, base, cfg):
 def _pe3(rng, base, cfg, strided=False, acc=False, groups=0):
     lay = _Layout(base)
     a, c, d = 20, 32, 16
-    G = max(groups, 1)
+    G = pe3_row_groups(groups)
     sa, sb = (c + 16, G * d + 32) if strided else (c, G * d)
     A, B = lay.tensor(_int16(rng, a * sa)), lay.tensor(_int16(rng, a * sb))
     dst, n = lay.output(G * d * c, fill=int(rng.integers(-2000, 2000)) if acc else 0x5555)

@@ -76,7 +76,7 @@ class Decoder(wiring.Component):
         m.d.comb += bc16.eq(narrow_product(f.b[:limit16.bit_length()], c16[:limit16.bit_length()]))
         pe1_buf_bad = (f.b > limit16) | (c16 > limit16) | (bc16 > limit16)
         pe2_bad = (f.b > cfg.pe2_buf_rows) | (f.d > cfg.pe2_rows * cfg.pe2_acc_depth)
-        # PE3 row groups: B's row holds the G groups' columns (stride_b >= G d; G = max(b, 1), d <= pe3_max_d).
+        # PE3 row groups: B's row holds the G groups' columns (stride_b >= G d; G = contract.pe3_row_groups(b)).
         groups = Signal(16)
         m.d.comb += groups.eq(Mux(f.b == 0, 1, f.b))
         g_d = Signal(32)

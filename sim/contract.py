@@ -65,6 +65,7 @@ from .formats import Format
 __all__ = [
     "CONTRACT_VERSION", "HardwareConfig", "DEFAULT_CONFIG", "Opcode", "OutFormat", "Flag", "PE3_FLAGS", "ErrorCode",
     "Descriptor", "DESCRIPTOR_BYTES", "DescriptorError", "encode_program", "decode_program", "instruction_macs",
+    "pe3_row_groups",
     "read_writeback", "Writeback",
     "TENSOR_ALIGN", "ELEMENT_BYTES", "WMEM_LANES", "BMEM_LANES", "pack_weight_words", "unpack_weight_words",
     "pack_bias_words", "unpack_bias_words", "pe2_row_pitch",
@@ -310,8 +311,8 @@ class Descriptor:
 
     @property
     def pe3_groups(self) -> int:
-        """PE3's row groups ``G`` (field ``b``; 0 means one, as before contract 1.2)."""
-        return max(self.b, 1)
+        """PE3's row groups ``G`` (:func:`pe3_row_groups` of field ``b``)."""
+        return pe3_row_groups(self.b)
 
     def pe3_blocks(self) -> list["Descriptor"]:
         """A PE3 instruction as the single-group instructions it is defined to equal, in the order it runs them:
@@ -323,13 +324,19 @@ class Descriptor:
                 for g in range(self.pe3_groups)]
 
 
+def pe3_row_groups(b: int) -> int:
+    """PE3's row groups ``G`` from its field ``b``: 0 and 1 both mean one (before contract 1.2 PE3 left ``b``
+    unused, so its programs have 0 there)."""
+    return max(b, 1)
+
+
 def instruction_macs(opcode, a: int, b: int, c: int, d: int) -> int:
-    """Useful multiply-accumulates of an instruction with these sizes (PE3: ``b`` row groups, 0 meaning one)."""
+    """Useful multiply-accumulates of an instruction with these sizes (PE3: ``b`` row groups)."""
     opcode = int(opcode)
     if opcode in (Opcode.PE1, Opcode.PE2):
         return a * b * c * d
     if opcode == Opcode.PE3:
-        return a * c * d * max(b, 1)
+        return a * c * d * pe3_row_groups(b)
     return 0
 
 

@@ -44,7 +44,8 @@ import functools
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from .contract import DEFAULT_CONFIG, WMEM_LANES, Flag, HardwareConfig, Opcode, instruction_macs
+from .contract import (DEFAULT_CONFIG, WMEM_LANES, Flag, HardwareConfig, Opcode, instruction_macs,
+                       pe3_row_groups)
 
 __all__ = ["CycleParams", "CycleModel", "InstructionCost", "pipeline_cycles", "ProgramCost", "DEFAULT_PARAMS",
            "mac_lower_bound", "unit_lower_bound", "roofline_cycles"]
@@ -261,7 +262,7 @@ class CycleModel:
             return self._pe2(a, b, c, d)
         if op == Opcode.PE3:
             # Row groups run back to back like further chunks (hw/pe3.py): G groups of c / 16 chunks each.
-            return self._pe3(a, c * max(b, 1), d, bool(flags & Flag.ACC))
+            return self._pe3(a, c * pe3_row_groups(b), d, bool(flags & Flag.ACC))
         if op in (Opcode.ACT_FWD, Opcode.ACT_BWD):
             reads = _beats(a * c, cfg) * (2 if op == Opcode.ACT_BWD else 1)
             writes = _beats(a * c, cfg)
@@ -425,7 +426,7 @@ def roofline_cycles(opcode, a: int, b: int, c: int, d: int, flags: int = 0, cfg:
     if op == Opcode.PE2:
         return max(macs / cfg.peak_macs_per_cycle, a * b * c / beat, a * d * c / beat)
     if op == Opcode.PE3:
-        groups = max(b, 1)                               # row groups (contract 1.2): G blocks of d x c
+        groups = pe3_row_groups(b)                       # G blocks of d x c (contract 1.2)
         reads = groups * a * (c // cfg.pe3_lanes) * (2 + -(-d // beat))
         if int(flags) & Flag.ACC:
             reads += groups * d * c / beat               # the old result, read back to be added

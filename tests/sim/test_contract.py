@@ -97,12 +97,12 @@ def test_other_legality_rules():
         assert check_descriptor(Descriptor(Opcode.PE3, a=4, c=32, d=16, stride_a=32, stride_b=16,
                                            flags=flags)) == ErrorCode.NONE
         assert Descriptor.decode(Descriptor(Opcode.PE3, a=4, c=32, d=16, flags=flags).encode()).flags == flags
-    # PE3 row groups (b): the G groups' B columns must fit in a row of B.
-    assert check_descriptor(Descriptor(Opcode.PE3, a=4, b=3, c=32, d=16, stride_a=32, stride_b=48)) == ErrorCode.NONE
-    assert check_descriptor(Descriptor(Opcode.PE3, a=4, b=4, c=32, d=16, stride_a=32, stride_b=48)) == ErrorCode.BAD_SHAPE
+    # PE3 row groups (b): the G groups' B columns must fit in a row of B ...
+    def pe3(b, d, stride_b):
+        return check_descriptor(Descriptor(Opcode.PE3, a=4, b=b, c=32, d=d, stride_a=32, stride_b=stride_b))
+    assert pe3(3, 16, 48) == ErrorCode.NONE and pe3(4, 16, 48) == ErrorCode.BAD_SHAPE
     # ... and each group's B columns start on an operand boundary: d % 16 == 0 once there are two groups.
-    assert check_descriptor(Descriptor(Opcode.PE3, a=4, b=2, c=32, d=8, stride_a=32, stride_b=16)) == ErrorCode.BAD_ALIGN
-    assert check_descriptor(Descriptor(Opcode.PE3, a=4, b=1, c=32, d=8, stride_a=32, stride_b=16)) == ErrorCode.NONE
+    assert pe3(2, 8, 16) == ErrorCode.BAD_ALIGN and pe3(1, 8, 16) == ErrorCode.NONE
     act = Descriptor(Opcode.ACT_FWD, a=2, c=16, bofs=cfg.bmem_words)
     assert check_descriptor(act) == ErrorCode.MEM_RANGE
     assert check_descriptor(Descriptor(Opcode.LOAD_W, a=cfg.wmem_words + 1)) == ErrorCode.MEM_RANGE
