@@ -278,6 +278,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--burn-in", type=int, help="SGHMC burn-in outer steps (override)")
     parser.add_argument("--inner", type=int, help="leapfrog steps m per sample (override)")
     parser.add_argument("--step-size", type=float, help="SGHMC step eps (override)")
+    parser.add_argument("--sghmc-batch", type=int, help="SGHMC mini-batch size (override; not given in the thesis)")
     parser.add_argument("--alpha", type=float, help="Gamma shape alpha of the TT rank prior (override)")
     parser.add_argument("--beta", type=float, help="Gamma rate beta of the TT and Tucker rank priors (override)")
     parser.add_argument("--prune-eps", type=float, help="pruning threshold eps (override)")
@@ -301,7 +302,7 @@ def main(argv=None) -> dict:
                  "anneal_epochs": args.anneal_epochs}
     map_cfg = replace(map_cfg, **{k: v for k, v in overrides.items() if v is not None})
     s_over = {"num_samples": args.samples, "burn_in": args.burn_in, "num_inner": args.inner,
-              "step_size": args.step_size}
+              "step_size": args.step_size, "batch_size": args.sghmc_batch}
     sghmc_cfg = replace(sghmc_cfg, **{k: v for k, v in s_over.items() if v is not None})
     if args.beta is not None:
         fashion_cfg = replace(fashion_cfg, beta=args.beta, tucker_beta=args.beta)

@@ -61,6 +61,17 @@ class SghmcConfig:
     batch_per_step: bool = False
     diffusion: float = 0.0
 
+    def __post_init__(self):
+        for name in ("num_samples", "num_inner", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.burn_in < 0:
+            raise ValueError(f"burn_in must be >= 0, got {self.burn_in}")
+        if not self.step_size > 0:
+            raise ValueError(f"step_size must be positive, got {self.step_size}")
+        if self.diffusion < 0:
+            raise ValueError(f"diffusion must be >= 0, got {self.diffusion}")
+
 
 def standardize_images(images: np.ndarray, mean: float = FASHION_MEAN, std: float = FASHION_STD) -> torch.Tensor:
     """uint8 images ``(N, H, W)`` or ``(N, C, H, W)`` -> float32, scaled to [0, 1] and standardized."""

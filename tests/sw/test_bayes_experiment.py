@@ -52,7 +52,7 @@ def test_predictive_metrics():
 def test_table_2_1_script_runs_on_the_subset_and_writes_json_table_and_figures(tmp_path):
     result = exp_table2_1.main(["--quick", "--out", str(tmp_path), "--models", "NN,BF-TT-NN,Tucker-NN",
                                 "--train-limit", "1000", "--epochs", "3", "--samples", "6", "--burn-in", "2",
-                                "--inner", "3", "--no-progress"])
+                                "--inner", "3", "--sghmc-batch", "50", "--no-progress"])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["mode"] == "quick" and saved["rows"].keys() == result["rows"].keys()
     for kind in ("NN", "BF-TT-NN", "Tucker-NN"):
@@ -61,6 +61,7 @@ def test_table_2_1_script_runs_on_the_subset_and_writes_json_table_and_figures(t
         assert row["map"]["accuracy"] > 60.0  # learnable in 30 Adam steps (chance: 10 %)
         assert math.isfinite(row["bayes"]["ll"]) and 0 <= row["bayes"]["accuracy"] <= 100
         assert row["sghmc"]["trace"]["samples"][-1] == 6
+        assert row["sghmc"]["config"]["batch_size"] == 50
     assert saved["rows"]["BF-TT-NN"]["parameters"] <= saved["rows"]["BF-TT-NN"]["initial_parameters"]
     for kind in CIFAR_KINDS:
         assert saved["rows"][kind]["status"].startswith("not run")
@@ -163,3 +164,12 @@ def test_map_annealing_phase_stops_pruning_and_anneals_the_learning_rate_to_zero
         training.train_map(model, x, y, training.MapConfig(epochs=1, anneal_epochs=-1))
     with pytest.raises(ValueError, match="choose one"):
         training.train_map(model, x, y, training.MapConfig(epochs=1, anneal_epochs=1, cosine=True))
+
+
+@pytest.mark.parametrize("field, value", [("num_samples", 0), ("num_inner", 0), ("batch_size", 0),
+                                          ("burn_in", -1), ("step_size", 0.0), ("diffusion", -1.0)])
+def test_sghmc_config_rejects_settings_that_cannot_run(field, value):
+    from ultratrain.sw.bayes.training import SghmcConfig
+
+    with pytest.raises(ValueError, match=field):
+        SghmcConfig(**{field: value})
