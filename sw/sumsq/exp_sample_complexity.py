@@ -12,7 +12,9 @@ the original-scale test MSE is recorded. Two exponent estimates are reported, as
 Methods: ``GN`` (dense, early stopping only = implicit regularization), ``GN+path`` (path norm eq. 22),
 ``GN+l1`` (L1 of the weights), ``LN`` (sparse, weight-shared), ``LCN`` (sparse, not shared).
 
-``python -m ultratrain.sw.sumsq.exp_sample_complexity --quick --out DIR``
+``python -m ultratrain.sw.sumsq.exp_sample_complexity --quick --out DIR``; ``--dims``, ``--ns``, ``--methods``
+(``GN+path=1e-5`` sets a penalty strength), ``--seeds``, ``--alpha`` and ``--steps`` override the mode, which is
+how the re-checks of docs/theory/sumsq_sample_complexity.md were run.
 """
 
 from __future__ import annotations
@@ -36,6 +38,25 @@ METHODS = {
 }
 
 
+def method_spec(name: str) -> dict:
+    """Settings of a method name: one of :data:`METHODS`, or ``BASE=LAMBDA`` for a regularized method with
+    another penalty strength (``GN+path=1e-5``, the paper's path-norm setting)."""
+    base, _, lam = name.partition("=")
+    if base not in METHODS:
+        raise ValueError(f"unknown method {base!r}: choose from {sorted(METHODS)} (optionally BASE=LAMBDA)")
+    spec = dict(METHODS[base])
+    if lam:
+        if spec["regularizer"] == "none":
+            raise ValueError(f"method {base!r} has no penalty, so {name!r} cannot set its strength")
+        try:
+            spec["lam"] = float(lam)
+        except ValueError:
+            raise ValueError(f"{name!r}: the penalty strength after '=' must be a number") from None
+        if not spec["lam"] > 0:
+            raise ValueError(f"{name!r}: the penalty strength must be positive")
+    return spec
+
+
 def _job(args):
     import torch
 
@@ -44,7 +65,7 @@ def _job(args):
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)  # denormals made one run 13x slower (calibration notes)
     method, d, n, seed, alpha, steps, min_batch = args
-    spec = METHODS[method]
+    spec = method_spec(method)
     t = time.time()
     cfg = FitConfig(alpha=alpha, epochs=10 ** 9, max_steps=steps, min_batch=min_batch, seed=seed, **spec)
     r = fit(d, n, cfg, data_seed=seed)
@@ -84,7 +105,8 @@ def analyse(runs: list[dict], dims, ns, eps: float) -> dict:
         ok = [d for d in dims if np.isfinite(n_star[d])]
         gamma_direct = (float(np.polyfit(np.log(ok), np.log([n_star[d] for d in ok]), 1)[0])
                         if len(ok) >= 2 else float("nan"))
-        beta1 = float(np.polyfit(np.log(dims), np.log([table[d][-1] for d in dims]), 1)[0])
+        beta1 = (float(np.polyfit(np.log(dims), np.log([table[d][-1] for d in dims]), 1)[0])
+                 if len(dims) >= 2 else float("nan"))
         beta2s = [-float(np.polyfit(np.log(ns), np.log(table[d]), 1)[0]) for d in dims]
         beta2 = float(np.mean(beta2s))
         pn = {d: float(np.mean([r["path_norm"] for r in runs if r["method"] == method and r["dim"] == d
@@ -128,10 +150,42 @@ def make_figure(res: dict, out: Path) -> None:
     axes[2].set_xlabel("d")
     axes[2].set_ylabel(f"n to reach test MSE {eps:g}")
     axes[2].set_title("sample complexity (paper: d^2.5 reg., d^4.5 not)")
-    axes[2].legend(fontsize=7)
+    if axes[2].get_legend_handles_labels()[0]:  # no method may have reached eps on a short grid
+        axes[2].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "sample_complexity.png", dpi=120)
     plt.close(fig)
+
+
+def _overrides(args) -> dict:
+    """The mode's settings that the command line replaces, checked."""
+    def ints(text, what):
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--{what}: comma-separated integers expected, got {text!r}") from None
+        if not values or min(values) < 1:
+            raise ValueError(f"--{what}: positive integers expected, got {text!r}")
+        return values
+
+    out = {}
+    if args.dims:
+        out["dims"] = ints(args.dims, "dims")
+    if args.ns:
+        out["ns"] = ints(args.ns, "ns")
+        if out["ns"] != sorted(set(out["ns"])):
+            raise ValueError(f"--ns must increase, got {args.ns!r}")
+    if args.methods:
+        out["methods"] = [m for m in args.methods.split(",") if m]
+        for m in out["methods"]:
+            method_spec(m)
+    for name in ("seeds", "alpha", "steps"):
+        value = getattr(args, name)
+        if value is not None:
+            if value < 1:
+                raise ValueError(f"--{name} must be >= 1, got {value}")
+            out[name] = list(range(value)) if name == "seeds" else value
+    return out
 
 
 def main(argv=None) -> dict:
@@ -139,7 +193,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="d in {2, 4}, three sample sizes (minutes)")
     parser.add_argument("--out", default="results_local/theory/sumsq")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--dims", help="comma-separated dimensions d (override)")
+    parser.add_argument("--ns", help="comma-separated training-set sizes n, increasing (override)")
+    parser.add_argument("--methods", help="comma-separated methods (override): " + ", ".join(METHODS)
+                        + "; BASE=LAMBDA sets a penalty, e.g. GN+path=1e-5")
+    parser.add_argument("--seeds", type=int, help="number of seeds (override)")
+    parser.add_argument("--alpha", type=int, help="channels per input (width d*alpha; override, paper 50)")
+    parser.add_argument("--steps", type=int, help="Adam steps per run (override)")
     args = parser.parse_args(argv)
+    overrides = _overrides(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.quick:
@@ -148,6 +210,7 @@ def main(argv=None) -> dict:
     else:
         cfg = dict(dims=[2, 4, 8, 16], ns=[32, 128, 512, 2048], methods=["GN", "GN+path", "LN"],
                    seeds=[0, 1], alpha=10, steps=2000, min_batch=32, eps=1e-3)
+    cfg.update(overrides)
     start = time.time()
     jobs = [(m, d, n, s, cfg["alpha"], cfg["steps"], cfg["min_batch"])
             for d in cfg["dims"] for n in cfg["ns"] for m in cfg["methods"] for s in cfg["seeds"]]

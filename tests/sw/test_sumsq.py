@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from ultratrain.sw.sumsq import networks as N
-from ultratrain.sw.sumsq.exp_sample_complexity import samples_to_reach
+from ultratrain.sw.sumsq.exp_sample_complexity import main as sample_complexity_main
+from ultratrain.sw.sumsq.exp_sample_complexity import method_spec, samples_to_reach
 from ultratrain.sw.sumsq.train import FitConfig, fit, sample
 
 torch.set_num_threads(1)
@@ -84,3 +85,26 @@ def test_sparse_local_network_beats_dense_at_equal_samples():
     gn = [fit(4, 128, FitConfig(arch="GN", alpha=10, max_steps=400, epochs=10 ** 9, min_batch=32, seed=s),
               data_seed=s).test_mse for s in range(2)]
     assert max(ln) < min(gn)
+
+
+def test_method_names_can_set_the_penalty_strength():
+    assert method_spec("GN+path") == {"arch": "GN", "regularizer": "path", "lam": 1e-6}
+    assert method_spec("GN+path=1e-5")["lam"] == 1e-5 and method_spec("GN+l1=2e-8")["regularizer"] == "l1"
+    for bad, message in (("MLP", "unknown method"), ("GN=1e-5", "no penalty"), ("GN+path=x", "number"),
+                         ("GN+path=0", "positive")):
+        with pytest.raises(ValueError, match=message):
+            method_spec(bad)
+
+
+def test_command_line_overrides_run_the_grid_they_name(tmp_path):
+    res = sample_complexity_main(["--out", str(tmp_path), "--workers", "1", "--dims", "2", "--ns", "16,32",
+                                  "--methods", "GN,GN+path=1e-5", "--seeds", "1", "--alpha", "2", "--steps", "5"])
+    assert sorted({(r["method"], r["n"]) for r in res["runs"]}) == [
+        ("GN", 16), ("GN", 32), ("GN+path=1e-5", 16), ("GN+path=1e-5", 32)]
+    assert res["config"]["alpha"] == 2 and res["config"]["steps"] == 5 and res["config"]["seeds"] == [0]
+    assert (tmp_path / "results.json").exists() and (tmp_path / "sample_complexity.png").stat().st_size > 1000
+    for argv, message in ((["--ns", "32,16"], "increase"), (["--dims", "0"], "positive"),
+                          (["--methods", "GN,XX"], "unknown method"), (["--steps", "0"], "steps")):
+        with pytest.raises(ValueError, match=message):
+            sample_complexity_main(["--out", str(tmp_path / "bad")] + argv)
+    assert not (tmp_path / "bad").exists()
