@@ -173,3 +173,15 @@ def test_sghmc_config_rejects_settings_that_cannot_run(field, value):
 
     with pytest.raises(ValueError, match=field):
         SghmcConfig(**{field: value})
+
+
+def test_full_mode_gives_bf_tucker_its_own_sghmc_step_unless_the_step_is_set():
+    from ultratrain.sw.bayes.training import SghmcConfig
+
+    cfg = SghmcConfig()
+    tucker = exp_table2_1.row_sghmc_config("BF-Tucker-NN", cfg, quick=False, step_overridden=False)
+    assert tucker.step_size == exp_table2_1.ROW_STEP_SIZE["BF-Tucker-NN"] < cfg.step_size
+    assert tucker.num_samples == cfg.num_samples and tucker.batch_size == cfg.batch_size
+    assert exp_table2_1.row_sghmc_config("BF-TT-NN", cfg, quick=False, step_overridden=False) is cfg
+    assert exp_table2_1.row_sghmc_config("BF-Tucker-NN", cfg, quick=True, step_overridden=False) is cfg
+    assert exp_table2_1.row_sghmc_config("BF-Tucker-NN", cfg, quick=False, step_overridden=True) is cfg
