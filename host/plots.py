@@ -1,4 +1,5 @@
-"""Training curves and ranks per layer (PNG, matplotlib Agg) from the per-epoch metrics of host/trainer.py.
+"""Training curves and ranks per layer (PNG, matplotlib Agg) from the per-epoch metrics of host/trainer.py, and
+the instruction timeline of ``ultratrain program``.
 
 matplotlib is imported only here and only when a plot is written, so the training loop itself stays numpy
 only (the board image may lack matplotlib; then the trainer just skips the plot).
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["plot_run", "plot_metrics_file", "plot_table"]
+__all__ = ["plot_run", "plot_metrics_file", "plot_table", "plot_program"]
 
 
 def _mpl():
@@ -78,3 +79,70 @@ def plot_table(runs: dict, path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+UNIT_COLORS = {"PE1": "C0", "PE2": "C1", "PE3": "C2", "VEC": "C4", "LOAD": "C7", "CTRL": "C5"}
+
+
+def plot_program(result: dict, path) -> Path:
+    """One training step as the cycle model sees it (the dict of ``host.program_listing.listing``).
+
+    Top: every instruction in issue order as a bar as wide as its modelled cycles and as tall as the fraction
+    of its roofline it reaches (roofline cycles / cycles), coloured by unit; the grey above a bar is what it
+    loses to fill, drain and latency. Bottom: cycles per unit against the sum of their rooflines.
+    """
+    plt = _mpl()
+    rows = result["rows"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6.5), gridspec_kw={"height_ratios": [3, 2]})
+    extents = {}                                     # program -> [first cycle, last cycle]
+    start = 0
+    for r in rows:
+        extents.setdefault(r["program"], [start, start])[1] = start + r["cycles"]
+        start += r["cycles"]
+    for k, (program, (lo, hi)) in enumerate(extents.items()):
+        top.axvline(lo, color="k", lw=0.6, ls=":")
+        # labelled at their middles, narrow ones (the load program) a line higher so that they do not collide
+        narrow = hi - lo < 0.05 * max(start, 1)
+        top.text((lo + hi) / 2, 1.07 if narrow else 1.02, program, fontsize=8, ha="center", va="bottom")
+    start = 0
+    for r in rows:
+        width = r["cycles"]
+        fraction = r["roofline"] / width if width else 0.0
+        top.bar(start, 1.0, width, align="edge", color="0.88", edgecolor="none")
+        top.bar(start, fraction, width, align="edge", color=UNIT_COLORS.get(r["unit"], "C3"), edgecolor="white",
+                linewidth=0.3)
+        start += width
+    for unit, color in UNIT_COLORS.items():
+        if any(r["unit"] == unit for r in rows):
+            top.bar(0, 0, 0, color=color, label=unit)
+    top.set(xlim=(0, max(start, 1)), ylim=(0, 1.15), xlabel="cycles (modelled, in issue order)",
+            ylabel="roofline / cycles")
+    top.set_title(f"{result['network']} network, batch {result['batch']}, {result['schedule']} schedule, "
+                  f"{result['rd_latency']}-cycle DRAM latency: {result['cycles']:,} cycles, "
+                  f"{result['utilization']:.1%} of the 128 MAC/cycle peak", fontsize=10)
+    top.legend(fontsize=8, ncol=len(UNIT_COLORS), loc="lower right")
+    units = {}
+    for r in rows:
+        u = units.setdefault(r["unit"], [0, 0.0])
+        u[0] += r["cycles"]
+        u[1] += r["roofline"]
+    names = sorted(units, key=lambda u: -units[u][0])
+    pos = range(len(names))
+    bottom.barh([p + 0.2 for p in pos], [units[u][0] for u in names], 0.4, color=[UNIT_COLORS.get(u, "C3")
+                                                                                   for u in names], label="cycles")
+    bottom.barh([p - 0.2 for p in pos], [units[u][1] for u in names], 0.4, color="0.6", label="roofline")
+    bottom.legend(handles=bottom.containers[::-1], labels=["roofline", "cycles (colour of the unit)"], fontsize=8,
+                  loc="lower right")
+    for p, u in zip(pos, names):
+        cycles, roof = units[u]
+        bottom.text(cycles, p + 0.2, f" {cycles:,} ({cycles - roof:,.0f} above the roofline)", va="center",
+                    fontsize=8)
+    bottom.set_yticks(list(pos), names)
+    bottom.invert_yaxis()
+    bottom.set(xlabel="cycles per unit", xlim=(0, 1.45 * max([v[0] for v in units.values()] + [1])))
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -5,7 +5,8 @@ of under the thesis' schedule (Table 3.6, eq. 3.9-3.19) or the optimizer's, thei
 (sim/contract.py), the tensors they read and write (sim/compiler.py), their MACs, and the cycles the
 calibrated cycle model (sim/cycle_model.py) gives each, against the roofline of its dataflow. The model is
 exact on the RTL to a few hundredths of a percent per step (docs/results/performance.md), so the listing
-shows where a step's cycles go without running a simulator. ``--json`` writes the same rows for scripts.
+shows where a step's cycles go without running a simulator. ``--json`` writes the same rows for scripts,
+``--plot`` draws them (host/plots.py).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def listing(network: str = "thesis", batch: int = 32, schedule: str = "thesis", 
         for index, op in enumerate(net.programs[name]):
             c = model.cost(op)
             rows.append({
-                "program": name, "index": index, "op": op.opcode.name, "a": op.a, "b": op.b, "c": op.c,
+                "program": name, "index": index, "op": op.opcode.name, "unit": c.unit, "a": op.a, "b": op.b, "c": op.c,
                 "d": op.d, "flags": str(Flag(op.flags).name) if op.flags else "-", "dst": op.dst, "src_a": op.src_a,
                 "src_b": op.src_b, "weight": "/".join(map(str, op.weight)) if op.weight else "",
                 "macs": op.macs(), "cycles": c.total,
@@ -110,6 +111,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency", type=int, default=0,
                         help="DRAM read latency in cycles for the model (default 0; the RTL bench uses 24)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    parser.add_argument("--plot", metavar="PNG", help="also draw the step as a timeline of instructions against "
+                                                     "their rooflines, and the cycles per unit (needs matplotlib)")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -120,4 +123,12 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"ultratrain program: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=1) if args.json else format_listing(result))
+    if args.plot:
+        from .plots import plot_program
+        try:
+            path = plot_program(result, args.plot)
+        except OSError as err:
+            print(f"ultratrain program: cannot write the plot {args.plot}: {err}", file=sys.stderr)
+            return 2
+        print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -51,3 +51,29 @@ def test_command_line(capsys):
     assert out["batch"] == 2 and {r["program"] for r in out["rows"]} == {"forward"}
     assert cli.main(["program", "--batch", "-3"]) == 2
     assert "batch must be a positive int" in capsys.readouterr().err
+
+
+def test_plot_draws_the_step_and_names_an_unwritable_path(tmp_path, capsys):
+    png = tmp_path / "step.png"
+    assert cli.main(["program", "--batch", "3", "--latency", "24", "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    assert f"wrote {png}" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert cli.main(["program", "--batch", "1", "--plot", str(blocker / "step.png")]) == 2
+    assert "cannot write the plot" in capsys.readouterr().err
+
+
+def test_rows_name_the_unit_the_cycle_model_charges():
+    result = listing(batch=1)
+    units = {r["op"]: r["unit"] for r in result["rows"]}
+    assert units["PE1"] == "PE1" and units["PE3"] == "PE3" and units["ACT_FWD"] == "VEC"
+    assert units["LOAD_W"] == "LOAD"
+    per_unit, totals = {}, {}
+    for r in result["rows"]:
+        per_unit[r["unit"]] = per_unit.get(r["unit"], 0) + r["cycles"]
+    for program in result["programs"].values():
+        for unit, v in program["by_unit"].items():
+            totals[unit] = totals.get(unit, 0) + v["cycles"]
+    # the model's per-unit totals also charge each program's END (CTRL), which has no row
+    assert per_unit == {u: c for u, c in totals.items() if u != "CTRL"}
