@@ -119,7 +119,9 @@ def plot_program(result: dict, path) -> Path:
             ylabel="roofline / cycles")
     top.set_title(f"{result['network']} network, batch {result['batch']}, {result['schedule']} schedule, "
                   f"{result['rd_latency']}-cycle DRAM latency: {result['cycles']:,} cycles, "
-                  f"{result['utilization']:.1%} of the 128 MAC/cycle peak", fontsize=10)
+                  f"{result['utilization']:.1%} of the 128 MAC/cycle peak"
+                  + ("\npriced with " + ", ".join(f"{k} = {v}" for k, v in result["params"].items())
+                     if result.get("params") else ""), fontsize=10)
     top.legend(fontsize=8, ncol=len(UNIT_COLORS), loc="lower right")
     units = {}
     for r in rows:

@@ -17,7 +17,7 @@ import sys
 
 from ..sim.compiler import ShapeError, compile_network, thesis_table33_network
 from ..sim.contract import Flag
-from ..sim.cycle_model import CycleModel, roofline_cycles
+from ..sim.cycle_model import CycleModel, CycleParams, roofline_cycles
 
 __all__ = ["listing", "format_listing", "add_arguments", "run_command", "PROGRAMS"]
 
@@ -25,8 +25,11 @@ PROGRAMS = ("load", "forward", "backward")
 
 
 def listing(network: str = "thesis", batch: int = 32, schedule: str = "thesis", programs=PROGRAMS,
-            rank: int = 16, rd_latency: int = 0) -> dict:
-    """The rows of ``programs`` for one step: one dict per instruction, and totals per program and unit."""
+            rank: int = 16, rd_latency: int = 0, params: dict | None = None) -> dict:
+    """The rows of ``programs`` for one step: one dict per instruction, and totals per program and unit.
+
+    ``params`` changes :class:`~ultratrain.sim.cycle_model.CycleParams` fields (say ``{"pe2_block_gap": 0}``):
+    the step as an RTL change that saves those cycles would make it, priced before it is built."""
     if network != "thesis":
         raise ValueError(f"unknown network {network!r}: only 'thesis' (Table 3.3) is built in")
     if not isinstance(batch, int) or batch <= 0:
@@ -36,7 +39,22 @@ def listing(network: str = "thesis", batch: int = 32, schedule: str = "thesis", 
         raise ValueError(f"unknown program(s) {unknown}: choose from {list(PROGRAMS)}")
     if rd_latency < 0:
         raise ValueError(f"rd_latency must be >= 0, not {rd_latency}")
-    model = CycleModel().with_params(rd_latency=rd_latency)
+    params = dict(params or {})
+    known = set(CycleParams.__dataclass_fields__)
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"unknown cycle-model parameter(s) {unknown}: choose from {sorted(known - {'rd_latency'})}")
+    if "rd_latency" in params:
+        raise ValueError("set the DRAM read latency with --latency (rd_latency), not as a parameter")
+    bad = {k: v for k, v in params.items() if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0}
+    if bad:
+        raise ValueError(f"cycle-model parameters must be numbers >= 0, not {bad}")
+    fields = CycleParams.__dataclass_fields__
+    fractional = sorted(k for k, v in params.items() if str(fields[k].type) == "int" and v != int(v))
+    if fractional:
+        raise ValueError(f"{fractional} count whole cycles: give integers")
+    params = {k: int(v) if str(fields[k].type) == "int" else float(v) for k, v in params.items()}
+    model = CycleModel().with_params(rd_latency=rd_latency, **params)
     spec = thesis_table33_network(rank)
     if schedule == "thesis":
         net = compile_network(spec, batch)
@@ -58,12 +76,13 @@ def listing(network: str = "thesis", batch: int = 32, schedule: str = "thesis", 
                 "macs": op.macs(), "cycles": c.total,
                 "roofline": round(roofline_cycles(op.opcode, op.a, op.b, op.c, op.d, op.flags, net.cfg), 1),
             })
-        totals[name] = {"cycles": cost.cycles, "macs": cost.macs, "instructions": cost.instructions + 1,
+        totals[name] = {"cycles": cost.cycles, "macs": cost.macs, "instructions": cost.instructions,  # the END the model charges included
                         "by_unit": {u: {"cycles": v[0], "macs": v[1], "instructions": v[2]}
                                     for u, v in sorted(cost.by_unit.items())}}
     step = sum(t["cycles"] for t in totals.values())
     macs = sum(t["macs"] for t in totals.values())
-    return {"network": network, "batch": batch, "schedule": schedule, "rd_latency": rd_latency, "rows": rows,
+    return {"network": network, "batch": batch, "schedule": schedule, "rd_latency": rd_latency, "params": params,
+            "rows": rows,
             "programs": totals, "cycles": step, "macs": macs,
             "utilization": macs / (net.cfg.peak_macs_per_cycle * step) if step else 0.0,
             "clock_hz": model.clock_hz}
@@ -72,7 +91,8 @@ def listing(network: str = "thesis", batch: int = 32, schedule: str = "thesis", 
 def format_listing(result: dict) -> str:
     """A table per program (one line per instruction), then the totals per unit."""
     lines = [f"{result['network']} network, batch {result['batch']}, {result['schedule']} schedule, modelled "
-             f"with {result['rd_latency']} cycles of DRAM read latency"]
+             f"with {result['rd_latency']} cycles of DRAM read latency"
+             + "".join(f", {k} = {v}" for k, v in result.get("params", {}).items())]
     header = (f"{'#':>4} {'op':<7} {'a':>5} {'b':>5} {'c':>6} {'d':>4} {'flags':<10} {'MACs':>10} {'cycles':>9} "
               f"{'of roof':>7}  dst <- sources")
     for name, total in result["programs"].items():
@@ -110,15 +130,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="list only this program (repeatable; default: load, forward and backward)")
     parser.add_argument("--latency", type=int, default=0,
                         help="DRAM read latency in cycles for the model (default 0; the RTL bench uses 24)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="change a cycle-model parameter (sim/cycle_model.CycleParams, e.g. pe2_block_gap=0; "
+                             "repeatable) to price an RTL change before building it")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     parser.add_argument("--plot", metavar="PNG", help="also draw the step as a timeline of instructions against "
                                                      "their rooflines, and the cycles per unit (needs matplotlib)")
 
 
+def _parse_params(items) -> dict:
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--param {item!r}: expected NAME=VALUE")
+        try:
+            params[name] = float(value) if any(ch in value for ch in ".eE") else int(value)
+        except ValueError:
+            raise ValueError(f"--param {item!r}: the value must be a number") from None
+    return params
+
+
 def run_command(args: argparse.Namespace) -> int:
     try:
         result = listing(args.network, args.batch, args.schedule, tuple(args.program or PROGRAMS), args.rank,
-                         args.latency)
+                         args.latency, _parse_params(args.param))
     except (ValueError, ShapeError) as err:
         print(f"ultratrain program: {err}", file=sys.stderr)
         return 2

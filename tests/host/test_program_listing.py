@@ -18,6 +18,8 @@ def test_listing_totals_equal_the_network_cost_and_no_row_beats_its_roofline(bat
     cost = network_cost(net, CycleModel().with_params(rd_latency=latency))
     assert result["cycles"] == cost["cycles"] and result["macs"] == cost["macs"]
     assert len(result["rows"]) == sum(len(net.programs[p]) for p in ("load", "forward", "backward"))
+    for name, total in result["programs"].items():
+        assert total["instructions"] == len(net.programs[name]) + 1          # its instructions and the END
     for row in result["rows"]:
         assert row["cycles"] >= row["roofline"], row
     # Layer 0's weight gradient in row groups: 28 PE3 instructions of 4 groups (contract 1.2).
@@ -36,7 +38,11 @@ def test_listing_of_one_program_and_the_optimized_schedule():
 
 @pytest.mark.parametrize("kwargs, match", [({"batch": 0}, "batch"), ({"schedule": "fast"}, "schedule"),
                                            ({"programs": ("train",)}, "program"), ({"network": "vgg"}, "network"),
-                                           ({"rd_latency": -1}, "rd_latency")])
+                                           ({"rd_latency": -1}, "rd_latency"),
+                                           ({"params": {"pe2_gap": 0}}, "unknown cycle-model parameter"),
+                                           ({"params": {"rd_latency": 3}}, "--latency"),
+                                           ({"params": {"issue": -1}}, ">= 0"),
+                                           ({"params": {"pe1_pipe": 1.5}}, "whole cycles")])
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         listing(**kwargs)
@@ -77,3 +83,18 @@ def test_rows_name_the_unit_the_cycle_model_charges():
             totals[unit] = totals.get(unit, 0) + v["cycles"]
     # the model's per-unit totals also charge each program's END (CTRL), which has no row
     assert per_unit == {u: c for u, c in totals.items() if u != "CTRL"}
+
+
+def test_params_price_a_change_of_the_rtl():
+    base = listing(batch=3, rd_latency=24)
+    # one more cycle of issue per descriptor costs exactly one cycle per descriptor, the ENDs included
+    slower = listing(batch=3, rd_latency=24, params={"issue": CycleModel().params.issue + 1})
+    descriptors = sum(p["instructions"] for p in base["programs"].values())
+    assert slower["cycles"] - base["cycles"] == descriptors
+    # removing the idle compute cycle between PE1/PE2 blocks only touches PE1 and PE2 rows, and saves cycles
+    faster = listing(batch=3, rd_latency=24, params={"pe1_block_gap": 0, "pe2_block_gap": 0})
+    assert faster["cycles"] < base["cycles"] and faster["params"] == {"pe1_block_gap": 0, "pe2_block_gap": 0}
+    for old, new in zip(base["rows"], faster["rows"]):
+        assert new["cycles"] == old["cycles"] if old["unit"] not in ("PE1", "PE2") else new["cycles"] <= old["cycles"]
+    assert "pe1_block_gap = 0" in format_listing(faster).splitlines()[0]
+    assert cli.main(["program", "--batch", "3", "--param", "pe1_block_gap"]) == 2
