@@ -296,6 +296,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--alpha", type=float, help="Gamma shape alpha of the TT rank prior (override)")
     parser.add_argument("--beta", type=float, help="Gamma rate beta of the TT and Tucker rank priors (override)")
     parser.add_argument("--prune-eps", type=float, help="pruning threshold eps (override)")
+    parser.add_argument("--tucker-core-precision", choices=("product", "geometric"),
+                        help="Tucker core prior: eq. 2.17's product of the rank precisions (default) or its d-th "
+                             "root (this project's variant)")
     parser.add_argument("--cifar", default=None, help="CIFAR-10 python-version folder: runs the CNN rows")
     parser.add_argument("--cifar-width-scale", type=float, default=1.0, help="shrink the CNN widths (tests)")
     parser.add_argument("--cifar-epochs", type=int, default=None, help="MAP epochs of the CNN rows")
@@ -322,6 +325,8 @@ def main(argv=None) -> dict:
         fashion_cfg = replace(fashion_cfg, beta=args.beta, tucker_beta=args.beta)
     if args.alpha is not None:
         fashion_cfg = replace(fashion_cfg, alpha=args.alpha)
+    if args.tucker_core_precision is not None:
+        fashion_cfg = replace(fashion_cfg, tucker_core_precision=args.tucker_core_precision)
     data_dir = args.data if args.data is not None else (str(SUBSET_DIR) if args.quick else None)
     progress = not args.no_progress
 

@@ -51,6 +51,7 @@ class FashionConfig:
     tucker_alpha: float = 1.0
     tucker_beta: float = 1.0
     tucker_core_scale: float = 1.0
+    tucker_core_precision: str = "product"   # eq. (2.17); "geometric" is this project's variant (priors.py)
     hidden: int = field(default=500, init=False)
 
 
@@ -74,7 +75,7 @@ def fashion_model(kind: str, config: FashionConfig | None = None, seed: int = 0)
                        generator=gen)
     else:
         kw = dict(low_rank_prior=bf, alpha=c.tucker_alpha, beta=c.tucker_beta, core_scale=c.tucker_core_scale,
-                  generator=gen)
+                  generator=gen, core_precision=c.tucker_core_precision)
         fc1 = TuckerLinear(c.tucker_fc1_in, c.tucker_fc1_out, c.tucker_fc1_ranks, **kw)
         fc2 = TuckerLinear(c.tucker_fc2_in, c.tucker_fc2_out, c.tucker_fc2_ranks, **kw)
     return nn.Sequential(fc1, nn.ReLU(), fc2)

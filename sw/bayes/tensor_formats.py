@@ -376,12 +376,13 @@ class TuckerLinear(nn.Module):
     Prior (eq. 2.16-2.17): rows of ``U(k)`` are ``N(0, Lambda(k)^-1)``; core entries are
     ``N(0, core_scale * prod_k lambda_{r_k}(k)^-1)``; ``lambda_r(k) ~ Gamma(alpha, beta)`` (rate), shared by
     ``U(k)`` and the core. ``core_scale`` is the thesis' constant ``beta`` of (2.17), renamed to avoid the clash
-    with the Gamma rate.
+    with the Gamma rate. ``core_precision="geometric"`` replaces the product by its d-th root (not the thesis';
+    see :func:`~ultratrain.sw.bayes.priors.tucker_neg_log_prior`).
     """
 
     def __init__(self, in_modes: Sequence[int], out_modes: Sequence[int], ranks: Sequence[int], bias: bool = True,
                  low_rank_prior: bool = False, alpha: float = 1.0, beta: float = 1.0, core_scale: float = 1.0,
-                 generator=None):
+                 generator=None, core_precision: str = "product"):
         super().__init__()
         self.in_modes = _positive_ints("in_modes", in_modes)
         self.out_modes = _positive_ints("out_modes", out_modes)
@@ -394,6 +395,9 @@ class TuckerLinear(nn.Module):
         _check_prior_args(alpha, beta)
         if not core_scale > 0:
             raise ValueError(f"core_scale must be > 0, got {core_scale}")
+        if core_precision not in priors.TUCKER_CORE_PRECISIONS:
+            raise ValueError(f"core_precision must be one of {priors.TUCKER_CORE_PRECISIONS}, got {core_precision!r}")
+        self.core_precision = core_precision
         self.in_features, self.out_features = math.prod(self.in_modes), math.prod(self.out_modes)
         self.low_rank_prior = bool(low_rank_prior)
         self.alpha, self.beta, self.core_scale = float(alpha), float(beta), float(core_scale)
@@ -429,12 +433,15 @@ class TuckerLinear(nn.Module):
 
     def neg_log_prior(self) -> torch.Tensor:
         return priors.tucker_neg_log_prior(self.core, list(self.factors), self._lambda_hats(), self.alpha,
-                                           self.beta, self.core_scale, hyper_prior=self.low_rank_prior)
+                                           self.beta, self.core_scale, hyper_prior=self.low_rank_prior,
+                                           core_precision=self.core_precision)
 
     def slice_sizes(self) -> list[torch.Tensor]:
-        """``n_r = n_k + prod_{j != k} R_j``: entries of ``U(k)[:, r]`` and of the core slice ``r_k = r``."""
+        """``n_r = n_k + prod_{j != k} R_j``: entries of ``U(k)[:, r]`` and of the core slice ``r_k = r`` (with the
+        geometric core precision each core entry carries ``lambda_r`` to the power 1/d, so the slice counts 1/d)."""
         ranks = self.ranks
-        return [torch.full((ranks[k],), float(self.modes[k] + math.prod(ranks) // ranks[k]))
+        share = 1.0 if self.core_precision == "product" else 1.0 / len(ranks)
+        return [torch.full((ranks[k],), float(self.modes[k] + share * (math.prod(ranks) // ranks[k])))
                 for k in range(len(ranks))]
 
     @torch.no_grad()

@@ -76,10 +76,11 @@ def test_tt_prior_equals_the_explicit_sum_over_fibres_of_eq_2_8():
     assert math.isclose(float(layer.neg_log_prior().detach()), expected, rel_tol=1e-10)
 
 
-def test_tucker_prior_equals_the_explicit_sum_of_eq_2_16_2_17():
+@pytest.mark.parametrize("core_precision", ["product", "geometric"])
+def test_tucker_prior_equals_the_explicit_sum_of_eq_2_16_2_17(core_precision):
     g = _gen(3)
     layer = TuckerLinear((3, 2), (4,), ranks=(2, 2, 3), low_rank_prior=True, alpha=2.0, beta=0.3, core_scale=0.7,
-                         generator=g).double()
+                         generator=g, core_precision=core_precision).double()
     with torch.no_grad():
         for lh in layer.log_lambdas:
             lh.copy_(torch.linspace(-0.5, 0.8, lh.numel()))
@@ -89,11 +90,19 @@ def test_tucker_prior_equals_the_explicit_sum_of_eq_2_16_2_17():
         expected -= stats.norm.logpdf(U.detach().numpy(), scale=1 / np.sqrt(lam[k])[None, :]).sum()
     core = layer.core.detach().numpy()
     for idx in np.ndindex(core.shape):
-        var = 0.7 / np.prod([lam[k][r] for k, r in enumerate(idx)])
+        precision = np.prod([lam[k][r] for k, r in enumerate(idx)])
+        # (2.17)'s product, or its cube root (three modes) in this project's geometric variant
+        var = 0.7 / (precision if core_precision == "product" else precision ** (1 / 3))
         expected -= stats.norm.logpdf(core[idx], scale=math.sqrt(var))
     for lk in lam:
         expected -= (stats.gamma.logpdf(lk, 2.0, scale=1 / 0.3) + np.log(lk)).sum()
     assert math.isclose(float(layer.neg_log_prior().detach()), expected, rel_tol=1e-10)
+    # n_r: the column of U(k) plus the core slice, which carries lambda_r to the power 1 (product) or 1/3
+    share = 1.0 if core_precision == "product" else 1 / 3
+    assert [n.tolist() for n in layer.slice_sizes()] == [
+        pytest.approx([3 + share * 6] * 2), pytest.approx([2 + share * 6] * 2), pytest.approx([4 + share * 4] * 3)]
+    with pytest.raises(ValueError, match="core_precision"):
+        TuckerLinear((3, 2), (4,), ranks=(2, 2, 3), low_rank_prior=True, core_precision="mean")
 
 
 # ---------------------------------------------------------------- pruning rule
