@@ -99,7 +99,7 @@ def plot_program(result: dict, path) -> Path:
     for r in rows:
         extents.setdefault(r["program"], [start, start])[1] = start + r["cycles"]
         start += r["cycles"]
-    for k, (program, (lo, hi)) in enumerate(extents.items()):
+    for program, (lo, hi) in extents.items():
         top.axvline(lo, color="k", lw=0.6, ls=":")
         # labelled at their middles, narrow ones (the load program) a line higher so that they do not collide
         narrow = hi - lo < 0.05 * max(start, 1)

@@ -76,14 +76,14 @@ def listing(network: str = "thesis", batch: int = 32, schedule: str = "thesis", 
                 "macs": op.macs(), "cycles": c.total,
                 "roofline": round(roofline_cycles(op.opcode, op.a, op.b, op.c, op.d, op.flags, net.cfg), 1),
             })
-        totals[name] = {"cycles": cost.cycles, "macs": cost.macs, "instructions": cost.instructions,  # the END the model charges included
+        # cost.instructions counts the END the model charges as well
+        totals[name] = {"cycles": cost.cycles, "macs": cost.macs, "instructions": cost.instructions,
                         "by_unit": {u: {"cycles": v[0], "macs": v[1], "instructions": v[2]}
                                     for u, v in sorted(cost.by_unit.items())}}
     step = sum(t["cycles"] for t in totals.values())
     macs = sum(t["macs"] for t in totals.values())
     return {"network": network, "batch": batch, "schedule": schedule, "rd_latency": rd_latency, "params": params,
-            "rows": rows,
-            "programs": totals, "cycles": step, "macs": macs,
+            "rows": rows, "programs": totals, "cycles": step, "macs": macs,
             "utilization": macs / (net.cfg.peak_macs_per_cycle * step) if step else 0.0,
             "clock_hz": model.clock_hz}
 

@@ -30,6 +30,7 @@ import torch
 from .cifar import cifar_tensors, load_cifar10
 from .models import (CIFAR_KINDS, DENSE_FASHION_PARAMETERS, FASHION_KINDS, FashionConfig, cifar_model,
                      count_parameters, fashion_model, layer_ranks)
+from .priors import TUCKER_CORE_PRECISIONS
 from .training import (MapConfig, SghmcConfig, predict_proba, predictive_metrics, sample_posterior,
                        standardize_images, train_map)
 
@@ -296,7 +297,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--alpha", type=float, help="Gamma shape alpha of the TT rank prior (override)")
     parser.add_argument("--beta", type=float, help="Gamma rate beta of the TT and Tucker rank priors (override)")
     parser.add_argument("--prune-eps", type=float, help="pruning threshold eps (override)")
-    parser.add_argument("--tucker-core-precision", choices=("product", "geometric"),
+    parser.add_argument("--tucker-core-precision", choices=TUCKER_CORE_PRECISIONS,
                         help="Tucker core prior: eq. 2.17's product of the rank precisions (default) or its d-th "
                              "root (this project's variant)")
     parser.add_argument("--cifar", default=None, help="CIFAR-10 python-version folder: runs the CNN rows")

@@ -27,7 +27,8 @@ import torch
 
 __all__ = ["gaussian_neg_log_pdf", "gamma_neg_log_pdf", "log_gamma_neg_log_pdf", "inverse_gamma_neg_log_pdf",
            "pruning_threshold", "pruning_mask", "tt_neg_log_prior", "tucker_neg_log_prior", "cp_neg_log_prior",
-           "cp_neg_log_prior_variance", "noise_precision_neg_log_prior"]
+           "cp_neg_log_prior_variance", "noise_precision_neg_log_prior", "TUCKER_CORE_PRECISIONS",
+           "tucker_core_lambda_power"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -134,6 +135,14 @@ def tt_neg_log_prior(cores: Sequence[torch.Tensor], lambda_hats: Sequence[torch.
 TUCKER_CORE_PRECISIONS = ("product", "geometric")
 
 
+def tucker_core_lambda_power(core_precision: str, order: int) -> float:
+    """The power to which each mode's ``lambda_r`` enters a Tucker core entry's precision: 1 in (2.17)'s
+    product, ``1 / order`` in the geometric variant (see :func:`tucker_neg_log_prior`)."""
+    if core_precision not in TUCKER_CORE_PRECISIONS:
+        raise ValueError(f"core_precision must be one of {TUCKER_CORE_PRECISIONS}, got {core_precision!r}")
+    return 1.0 if core_precision == "product" else 1.0 / order
+
+
 def tucker_neg_log_prior(core: torch.Tensor, factors: Sequence[torch.Tensor], lambda_hats: Sequence[torch.Tensor],
                          alpha: float, beta: float, core_scale: float = 1.0, hyper_prior: bool = True,
                          core_precision: str = "product") -> torch.Tensor:
@@ -145,18 +154,16 @@ def tucker_neg_log_prior(core: torch.Tensor, factors: Sequence[torch.Tensor], la
     precisions, and measured on Fashion-MNIST it drives FC1's core to an rms of 4e-4 within three epochs
     (docs/theory/chapter2_bayesian_tt.md)."""
     _check_positive("core_scale", core_scale)
-    if core_precision not in TUCKER_CORE_PRECISIONS:
-        raise ValueError(f"core_precision must be one of {TUCKER_CORE_PRECISIONS}, got {core_precision!r}")
     d = core.dim()
+    power = tucker_core_lambda_power(core_precision, d)
     if len(factors) != d or len(lambda_hats) != d:
         raise ValueError(f"need {d} factors and {d} lambda_hat vectors for a core of order {d}")
     total = core.new_zeros(())
     core_lp = core.new_full((), -math.log(core_scale))
-    weight = 1.0 if core_precision == "product" else 1.0 / d
     for k in range(d):
         lh = lambda_hats[k]
         total = total + gaussian_neg_log_pdf(factors[k], lh[None, :])
-        core_lp = core_lp + weight * lh.reshape((1,) * k + (-1,) + (1,) * (d - k - 1))
+        core_lp = core_lp + power * lh.reshape((1,) * k + (-1,) + (1,) * (d - k - 1))
     total = total + gaussian_neg_log_pdf(core, core_lp.expand_as(core))
     if hyper_prior:
         for lh in lambda_hats:

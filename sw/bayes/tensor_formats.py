@@ -395,8 +395,8 @@ class TuckerLinear(nn.Module):
         _check_prior_args(alpha, beta)
         if not core_scale > 0:
             raise ValueError(f"core_scale must be > 0, got {core_scale}")
-        if core_precision not in priors.TUCKER_CORE_PRECISIONS:
-            raise ValueError(f"core_precision must be one of {priors.TUCKER_CORE_PRECISIONS}, got {core_precision!r}")
+        # the order never changes (pruning removes slices, not modes): checked and fixed once
+        self._core_lambda_power = priors.tucker_core_lambda_power(core_precision, len(ranks))
         self.core_precision = core_precision
         self.in_features, self.out_features = math.prod(self.in_modes), math.prod(self.out_modes)
         self.low_rank_prior = bool(low_rank_prior)
@@ -440,7 +440,7 @@ class TuckerLinear(nn.Module):
         """``n_r = n_k + prod_{j != k} R_j``: entries of ``U(k)[:, r]`` and of the core slice ``r_k = r`` (with the
         geometric core precision each core entry carries ``lambda_r`` to the power 1/d, so the slice counts 1/d)."""
         ranks = self.ranks
-        share = 1.0 if self.core_precision == "product" else 1.0 / len(ranks)
+        share = self._core_lambda_power
         return [torch.full((ranks[k],), float(self.modes[k] + share * (math.prod(ranks) // ranks[k])))
                 for k in range(len(ranks))]
 
