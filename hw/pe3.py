@@ -222,7 +222,14 @@ class PE3(wiring.Component):
                             m.d.sync += cp_cj.eq(cp_cj + 1)
                             with m.If(cp_cj == c16 - 1):
                                 m.d.sync += [cp_cj.eq(0), cp_g.eq(cp_g + 1), cp_done.eq(last_group(cp_g))]
-                            m.next = "IDLE"
+                            # The next chunk's bank is acquired here when it is free, so its first row is
+                            # swept in the next cycle; IDLE only waits for a bank still being drained.
+                            finishing = (cp_cj == c16 - 1) & last_group(cp_g)
+                            with m.If(~finishing & banks.w_ready):
+                                m.d.comb += banks.w_acquire.eq(1)
+                                m.d.sync += [bank.eq(banks.w_next), cp_ai.eq(0)]
+                            with m.Else():
+                                m.next = "IDLE"
                     with m.Else():
                         m.d.sync += dd.eq(dd + 1)
         m.d.comb += [bcache.r0_addr.eq(Cat((dd >> 3)[:(b_words - 1).bit_length()], slots.r_half)),

@@ -74,7 +74,8 @@ class CycleParams:
     pe2_pipe: int = 1
     pe2_acquire: int = 2       # as pe1_acquire
     pe3_row_gap: int = 0        # extra cycles per streamed row of a chunk
-    pe3_chunk_gap: int = 1      # compute FSM's IDLE cycle between chunks (and after a bank's release)
+    pe3_chunk_gap: int = 0      # compute cycles between chunks when the next bank is free (acquired in RUN)
+    pe3_bank_wait: int = 1      # a bank released by the drain -> acquired by the compute FSM's IDLE
     pe3_pipe: int = 4           # last sweep cycle -> first drain read (s1, s2, bank commit, drain IDLE + CMD)
     pe3_drain_gap: int = 1      # drain FSM cycles between chunks (IDLE, which issues the write command)
     pe3_drain_tail: int = 4     # last drain read -> last W beat (accumulator RAM read, output stage, FIFO)
@@ -333,8 +334,9 @@ class CycleModel:
         Rows (``A`` then ``B``, ``R = 2 + ceil(d/8)`` beats) arrive one beat per cycle, across chunk
         boundaries, into two row slots: a row's first beat waits for the slot of the row two back to be
         released (at its last sweep cycle). A row is swept ``d`` cycles from the cycle after its last beat,
-        after the previous row; a chunk's first row also waits for the compute FSM's IDLE cycle and for its
-        accumulator bank, which the drain of the chunk two back releases. A chunk's drain reads its ``2 d``
+        after the previous row; a chunk's first row follows the previous chunk's last sweep cycle directly when
+        its accumulator bank is free, and otherwise waits for the drain of the chunk two back to release the
+        bank (then one IDLE cycle acquires it). A chunk's drain reads its ``2 d``
         beats ``pe3_pipe`` cycles after its last sweep cycle and ``pe3_drain_gap`` cycles after the previous
         drain. The recurrence is max-plus linear, so once a row (inside a chunk) or one or two chunks advance
         every time by the same amount the rest is extrapolated exactly.
@@ -342,7 +344,6 @@ class CycleModel:
         p, cfg = self.params, self.cfg
         R = _beats(d, cfg) + _beats(cfg.pe3_lanes, cfg) + p.pe3_row_gap
         drain = round(2 * d * p.pe3_store_cpb)
-        idle = 1 + p.pe3_chunk_gap
         neg = -(1 << 60)
         # State: last beat of the previous row, releases of the rows two back and one back, last sweep cycle
         # of the previous chunk, drain ends of the chunks two back and one back.
@@ -355,7 +356,7 @@ class CycleModel:
                 first = max(L + 1, rel0 + 1, 0)
                 L_i = first + R - 1
                 if i == 0:
-                    start = max(L_i + 1, F + idle, E0 + idle)
+                    start = max(L_i + 1, F + 1 + p.pe3_chunk_gap, E0 + 1 + p.pe3_bank_wait)
                 else:
                     start = max(L_i + 1, rel1 + 1)
                 step = (L_i - L, start + d - 1 - rel1, rel1 - rel0)

@@ -159,7 +159,7 @@ GRID = {
     "pe2_load_gap": range(0, 8), "pe2_load_cpb": [1.0, 1.125, 1.25, 1.5, 2.0],
     "pe2_store_gap": range(0, 10), "pe2_store_cpb": [1.0, 1.25, 4 / 3, 1.5, 2.0, 2.5, 3.0],
     "pe2_block_gap": range(0, 4), "pe2_pipe": range(0, 14), "pe1_acquire": range(0, 6), "pe2_acquire": range(0, 6),
-    "pe3_row_gap": range(0, 4), "pe3_chunk_gap": range(0, 6), "pe3_pipe": range(0, 14),
+    "pe3_row_gap": range(0, 4), "pe3_chunk_gap": range(0, 6), "pe3_bank_wait": range(0, 4), "pe3_pipe": range(0, 14),
     "pe3_drain_gap": range(0, 6), "pe3_drain_tail": range(0, 10),
     "pe3_acc_cpb": [0.75, 1.0, 1.25, 4 / 3, 1.5, 1.75, 2.0, 2.5], "pe3_store_cpb": [1.0, 1.125, 1.25, 4 / 3, 1.5, 2.0],
     "pe3_ahead": range(0, 6),
