@@ -1,11 +1,11 @@
 """``ultratrain board-check``: every instruction kind on random data, device vs golden executor.
 
 Thesis section 3.5.2 defines the instructions; ``sim/executor.py`` is their executable definition. For each
-kind (PE1, PE2, PE3 with and without ACC, with row strides and in row groups, ACT_FWD, ACT_BWD, REDUCE, the
-LOAD_W/LOAD_B that feed them, an empty program, and an illegal descriptor) this writes random operands into
-device memory, runs a short program on the device *and* on the golden executor over an identical memory
-image, and compares the output tensor bit for bit plus every write-back (done, error code, saturation count,
-sum of |outputs|).
+kind (PE1, PE2, PE3 with and without ACC, with row strides and in row and column groups, ACT_FWD, ACT_BWD,
+REDUCE, the LOAD_W/LOAD_B that feed them, an empty program, and an illegal descriptor) this writes random
+operands into device memory, runs a short program on the device *and* on the golden executor over an
+identical memory image, and compares the output tensor bit for bit plus every write-back (done, error code,
+saturation count, sum of |outputs|).
 It prints one line per instruction with pass/fail and the cycles the device measured.
 
 Works on any backend of ``host/runtime.py``: ``--backend pynq`` on the board, ``rtl`` in co-simulation,
@@ -23,7 +23,8 @@ import numpy as np
 
 from ..sim.contract import (DEFAULT_CONFIG, DESCRIPTOR_BYTES, BMEM_LANES, Descriptor, ErrorCode, Flag,
                             HardwareConfig, Opcode, OutFormat, encode_program, pack_bias_words, pack_weight_words,
-                            pe2_row_pitch, pe3_row_groups, read_writeback)
+                            pe2_row_pitch, pe3_column_groups, pe3_group_field, pe3_row_groups,
+                            read_writeback)
 from ..sim.executor import DeviceError, GoldenDevice, Memory
 
 __all__ = ["CASES", "CaseResult", "run_board_check", "format_results", "main", "add_arguments", "run_command"]
@@ -122,10 +123,10 @@ def _pe2(rng, base, cfg):
 def _pe3(rng, base, cfg, strided=False, acc=False, groups=0):
     lay = _Layout(base)
     a, c, d = 20, 32, 16
-    G = pe3_row_groups(groups)
-    sa, sb = (c + 16, G * d + 32) if strided else (c, G * d)
+    G, H = pe3_row_groups(groups), pe3_column_groups(groups)
+    sa, sb = (H * c + 16, G * d + 32) if strided else (H * c, G * d)
     A, B = lay.tensor(_int16(rng, a * sa)), lay.tensor(_int16(rng, a * sb))
-    dst, n = lay.output(G * d * c, fill=int(rng.integers(-2000, 2000)) if acc else 0x5555)
+    dst, n = lay.output(H * G * d * c, fill=int(rng.integers(-2000, 2000)) if acc else 0x5555)
     flags = (Flag.ACC if acc else Flag.NONE) | (Flag.CHUNKS if groups else Flag.NONE)
     op = Descriptor(Opcode.PE3, a=a, b=groups, c=c, d=d, src_a=A, src_b=B, dst=dst, stride_a=sa, stride_b=sb,
                     shift=int(rng.integers(14, 24)), out_fmt=OutFormat.S16 if acc else _fmt(rng), flags=flags)
@@ -177,6 +178,8 @@ CASES = [
     Case("PE3 strided", lambda rng, base, cfg: _pe3(rng, base, cfg, strided=True)),
     Case("PE3 ACC", lambda rng, base, cfg: _pe3(rng, base, cfg, strided=True, acc=True)),
     Case("PE3 row groups", lambda rng, base, cfg: _pe3(rng, base, cfg, strided=True, acc=True, groups=3)),
+    Case("PE3 column groups", lambda rng, base, cfg: _pe3(rng, base, cfg, strided=True,
+                                                          groups=pe3_group_field(2, 3))),
     Case("LOAD_B+ACT_FWD", _act),
     Case("LOAD_B+ACT_BWD", lambda rng, base, cfg: _act(rng, base, cfg, backward=True)),
     Case("REDUCE", _reduce),

@@ -76,12 +76,14 @@ class Decoder(wiring.Component):
         m.d.comb += bc16.eq(narrow_product(f.b[:limit16.bit_length()], c16[:limit16.bit_length()]))
         pe1_buf_bad = (f.b > limit16) | (c16 > limit16) | (bc16 > limit16)
         pe2_bad = (f.b > cfg.pe2_buf_rows) | (f.d > cfg.pe2_rows * cfg.pe2_acc_depth)
-        # PE3 row groups: B's row holds the G groups' columns (stride_b >= G d; G = contract.pe3_row_groups(b)).
-        groups = Signal(16)
-        m.d.comb += groups.eq(Mux(f.b == 0, 1, f.b))
-        g_d = Signal(32)
-        m.d.comb += g_d.eq(narrow_product(groups, f.d[:cfg.pe3_max_d.bit_length()]))
-        pe3_bad = (f.d > cfg.pe3_max_d) | (f.stride_a < f.c) | (f.stride_b < g_d)
+        # PE3 row groups: B's row holds the G groups' columns (stride_b >= G d), column groups: A's row holds
+        # the H groups' columns (stride_a >= H c); G, H = contract.pe3_row_groups(b), pe3_column_groups(b).
+        row_groups, col_groups = Signal(8), Signal(8)
+        m.d.comb += [row_groups.eq(Mux(f.b[:8] == 0, 1, f.b[:8])), col_groups.eq(Mux(f.b[8:] == 0, 1, f.b[8:]))]
+        g_d, h_c = Signal(32), Signal(32)
+        m.d.comb += [g_d.eq(narrow_product(row_groups, f.d[:cfg.pe3_max_d.bit_length()])),
+                     h_c.eq(narrow_product(f.c, col_groups))]
+        pe3_bad = (f.d > cfg.pe3_max_d) | (f.stride_a < h_c) | (f.stride_b < g_d)
         shape_bad = Signal()
         with m.If(is_[Opcode.PE1]):
             m.d.comb += shape_bad.eq(zero_abcd | c_bad | pe1_buf_bad)
@@ -96,7 +98,7 @@ class Decoder(wiring.Component):
         align_bad = Signal()
         needs_b = is_[Opcode.PE3] | is_[Opcode.ACT_BWD]
         strides_bad = is_[Opcode.PE3] & ((f.stride_a[:4] != 0) | (f.stride_b[:4] != 0)
-                                         | (f.b > 1) & (f.d[:4] != 0))         # group g's B: src_b + 2 g d
+                                         | (f.b[:8] > 1) & (f.d[:4] != 0))     # group g's B: src_b + 2 g d
         m.d.comb += align_bad.eq(mis(f.src_a) | mis(f.dst) | (needs_b & mis(f.src_b)) | strides_bad)
 
         # Memory range (evaluated only when the shape is legal, so the products stay small)

@@ -12,7 +12,9 @@ Dataflow per block ``(a, c0)`` (Algorithm 4, c-chunks outer, a inner):
 
 * load ``A[a, :, c0:c0+16]`` (``b`` runs of two beats, ``c`` elements apart) into an input ping-pong half
   (the read command goes out as soon as the half is free, behind the previous block's beats);
-* compute ``b x ceil(d/8)`` cycles into accumulator bank ``z``;
+* compute ``b x ceil(d/8)`` cycles into accumulator bank ``z``, streaming: row ``b`` is computed as soon as
+  its two beats are in the half, so a block's compute overlaps its own load (the half is released only once
+  it is FULL and every row computed), and the next block follows in the next cycle when its bank is free;
 * drain bank ``z`` while the next block computes into the other bank: ``d`` rows of 16 outputs, through the
   output stage, to ``dst[a, :, c0:c0+16]`` (``d`` runs of two beats).
 
@@ -144,23 +146,36 @@ class PE2(wiring.Component):
         issue = Signal()
         last_t = t == t_count - 1
         last_b = bb == desc.b - 1
+        # Streaming: row bb of the block can be computed once it is in the buffer, the whole half being FULL
+        # or, while the loader still fills it, its first ld_beat / 2 rows (a half being read while FILLING is
+        # the one the loader fills: the loader and the compute take halves in the same order).
+        row_in = inbuf.r_ready | (inbuf.r_filling & (bb < (ld_beat >> 1)))
+
+        def take_bank():
+            m.d.comb += banks.w_acquire.eq(1)
+            m.d.sync += [bank.eq(banks.w_next), bb.eq(0), t.eq(0), h.eq(desc.wofs << 1)]
+
         with m.FSM(name="compute"):
             with m.State("IDLE"):
-                with m.If(self.busy & (cp_blocks_left != 0) & inbuf.r_ready & banks.w_ready & ~self.start):
-                    m.d.comb += banks.w_acquire.eq(1)
-                    m.d.sync += [bank.eq(banks.w_next), bb.eq(0), t.eq(0), h.eq(desc.wofs << 1)]
+                with m.If(self.busy & (cp_blocks_left != 0) & banks.w_ready & ~self.start):
+                    take_bank()
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += issue.eq(1)
-                m.d.sync += h.eq(h + 1)
-                with m.If(last_t):
-                    m.d.sync += [t.eq(0), bb.eq(bb + 1)]
-                    with m.If(last_b):
-                        m.d.comb += inbuf.r_release.eq(1)
-                        m.d.sync += cp_blocks_left.eq(cp_blocks_left - 1)
-                        m.next = "IDLE"
-                with m.Else():
-                    m.d.sync += t.eq(t + 1)
+                m.d.comb += issue.eq(row_in)
+                with m.If(issue):
+                    m.d.sync += h.eq(h + 1)
+                    with m.If(last_t):
+                        m.d.sync += [t.eq(0), bb.eq(bb + 1)]
+                        with m.If(last_b):
+                            m.d.comb += inbuf.r_release.eq(1)
+                            m.d.sync += cp_blocks_left.eq(cp_blocks_left - 1)
+                            # Straight on into the next block when its accumulator bank is free.
+                            with m.If((cp_blocks_left != 1) & banks.w_ready):
+                                take_bank()
+                            with m.Else():
+                                m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += t.eq(t + 1)
         m.d.comb += [inbuf.r_en.eq(issue), inbuf.r_addr.eq(bb), self.wmem_en.eq(issue),
                      self.wmem_addr.eq(h >> 1), self.array_busy.eq(issue)]
 

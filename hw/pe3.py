@@ -20,7 +20,10 @@ same write commands (``d`` rows of two beats per chunk), only the row and chunk 
 With row groups (field ``b``, contract 1.2) the chunk sequence simply goes on into the next group: ``B``'s
 row address moves on by ``d`` columns and ``dst`` by one group's result (``2 d c`` bytes, formed once per
 instruction without a DSP, hw/arith.py), so a group's first sweep overlaps the previous group's last drain
-and only the instruction's first read latency and last drain are exposed.
+and only the instruction's first read latency and last drain are exposed. Column groups (``b[15:8]``,
+contract 1.3) are one loop further out: after the last row group ``A`` moves on by ``c`` columns, ``B``
+starts again at ``src_b``, and ``dst`` goes on after the previous group's result, so the whole of a weight
+gradient whose blocks differ in an ``n`` and the ``m`` digit outside it is one run of chunks.
 
 Accumulator width: at most ``a <= 2**16 - 1`` products of two int16 (magnitude ``<= 2**30``): 47 signed bits.
 With Flag.ACC the drain reads the old ``dst`` rows too and adds them after the rescale (saturating).
@@ -98,8 +101,17 @@ class PE3(wiring.Component):
             m.d.sync += [d_beats.eq((desc.d + beat_elems - 1) >> 3), c16.eq(desc.c >> 4), self.busy.eq(1),
                          group_bytes.eq(narrow_product(desc.c, desc.d[:dbits + 1]) << 1)]
 
-        def last_group(g):
-            return g + 1 >= desc.b             # b = 0 and b = 1 both mean one group
+        # Column groups (contract 1.3, b[15:8]) are the outer loop: after the last row group, A moves on by c
+        # columns, B starts again at src_b, dst simply continues. 0 and 1 both mean one group.
+        def last_group(g, h):
+            return (g + 1 >= desc.b[:8]) & (h + 1 >= desc.b[8:])
+
+        def next_group(g, h):
+            # The counters of the group after (g, h); the caller has checked that (g, h) is not the last.
+            with m.If(g + 1 >= desc.b[:8]):
+                m.d.sync += [g.eq(0), h.eq(h + 1)]
+            with m.Else():
+                m.d.sync += g.eq(g + 1)
         m.d.comb += [ost.clear.eq(self.start), ost.shift.eq(desc.shift), ost.fmt.eq(desc.out_fmt),
                      ost.add.eq(acc_flag), ost.i_mask.eq((1 << beat_elems) - 1)]
 
@@ -110,13 +122,15 @@ class PE3(wiring.Component):
         a_chunk = Signal(32)
         b_row = Signal(32)
         is_dst = Signal(32)
-        is_g = Signal(16)
+        is_g = Signal(8)
+        is_h = Signal(8)
+        a_group = Signal(32)
         b_group = Signal(32)
         is_group_dst = Signal(32)
         with m.If(self.start):
             m.d.sync += [is_cj.eq(0), is_ai.eq(0), a_row.eq(desc.src_a), a_chunk.eq(desc.src_a),
-                         b_row.eq(desc.src_b), is_dst.eq(desc.dst), is_g.eq(0), b_group.eq(desc.src_b),
-                         is_group_dst.eq(desc.dst)]
+                         b_row.eq(desc.src_b), is_dst.eq(desc.dst), is_g.eq(0), is_h.eq(0), a_group.eq(desc.src_a),
+                         b_group.eq(desc.src_b), is_group_dst.eq(desc.dst)]
         cmd = self.rd.cmd
         with m.FSM(name="issue"):
             with m.State("IDLE"):
@@ -146,15 +160,21 @@ class PE3(wiring.Component):
                                  cmd.payload.tag.eq(TAG_OLD)]
                 with m.If(cmd.ready | ~acc_flag):
                     m.d.sync += [is_cj.eq(is_cj + 1), is_dst.eq(is_dst + dst_chunk_bytes)]
-                    with m.If((is_cj == c16 - 1) & last_group(is_g)):
+                    with m.If((is_cj == c16 - 1) & last_group(is_g, is_h)):
                         m.next = "DONE"
                     with m.Else():
                         with m.If(is_cj == c16 - 1):
-                            next_b = b_group + (desc.d << 1)
                             next_dst = is_group_dst + group_bytes
-                            m.d.sync += [is_cj.eq(0), is_g.eq(is_g + 1), a_row.eq(desc.src_a),
-                                         a_chunk.eq(desc.src_a), b_group.eq(next_b), b_row.eq(next_b),
-                                         is_group_dst.eq(next_dst), is_dst.eq(next_dst)]
+                            m.d.sync += [is_cj.eq(0), is_group_dst.eq(next_dst), is_dst.eq(next_dst)]
+                            next_group(is_g, is_h)
+                            with m.If(is_g + 1 >= desc.b[:8]):
+                                next_a = a_group + (desc.c << 1)
+                                m.d.sync += [a_group.eq(next_a), a_row.eq(next_a), a_chunk.eq(next_a),
+                                             b_group.eq(desc.src_b), b_row.eq(desc.src_b)]
+                            with m.Else():
+                                next_b = b_group + (desc.d << 1)
+                                m.d.sync += [a_row.eq(a_group), a_chunk.eq(a_group), b_group.eq(next_b),
+                                             b_row.eq(next_b)]
                         m.next = "A"
             with m.State("DONE"):
                 with m.If(self.start):
@@ -196,14 +216,15 @@ class PE3(wiring.Component):
 
         # ---- compute: sweep the cached row over d into accumulator bank ----------------------------------
         cp_cj = Signal(12)
-        cp_g = Signal(16)
+        cp_g = Signal(8)
+        cp_h = Signal(8)
         cp_done = Signal()
         cp_ai = Signal(16)
         dd = Signal(range(max_d))
         bank = Signal()
         issue = Signal()
         with m.If(self.start):
-            m.d.sync += [cp_cj.eq(0), cp_g.eq(0), cp_done.eq(0)]
+            m.d.sync += [cp_cj.eq(0), cp_g.eq(0), cp_h.eq(0), cp_done.eq(0)]
         last_dd = dd == desc.d - 1
         last_row = cp_ai == desc.a - 1
         with m.FSM(name="compute"):
@@ -221,10 +242,11 @@ class PE3(wiring.Component):
                         with m.If(last_row):
                             m.d.sync += cp_cj.eq(cp_cj + 1)
                             with m.If(cp_cj == c16 - 1):
-                                m.d.sync += [cp_cj.eq(0), cp_g.eq(cp_g + 1), cp_done.eq(last_group(cp_g))]
+                                m.d.sync += [cp_cj.eq(0), cp_done.eq(last_group(cp_g, cp_h))]
+                                next_group(cp_g, cp_h)
                             # The next chunk's bank is acquired here when it is free, so its first row is
                             # swept in the next cycle; IDLE only waits for a bank still being drained.
-                            finishing = (cp_cj == c16 - 1) & last_group(cp_g)
+                            finishing = (cp_cj == c16 - 1) & last_group(cp_g, cp_h)
                             with m.If(~finishing & banks.w_ready):
                                 m.d.comb += banks.w_acquire.eq(1)
                                 m.d.sync += [bank.eq(banks.w_next), cp_ai.eq(0)]
@@ -272,12 +294,14 @@ class PE3(wiring.Component):
 
         # ---- drain: bank -> output stage (+ old dst) -> dst[:, c0:c0+16] -----------------------------------
         dr_cj = Signal(12)
-        dr_g = Signal(16)
+        dr_g = Signal(8)
+        dr_h = Signal(8)
         dr_done = Signal()
         dr_dst = Signal(32)
         dr_group_dst = Signal(32)
         with m.If(self.start):
-            m.d.sync += [dr_cj.eq(0), dr_g.eq(0), dr_done.eq(0), dr_dst.eq(desc.dst), dr_group_dst.eq(desc.dst)]
+            m.d.sync += [dr_cj.eq(0), dr_g.eq(0), dr_h.eq(0), dr_done.eq(0), dr_dst.eq(desc.dst),
+                         dr_group_dst.eq(desc.dst)]
         ddr = Signal(range(max_d))
         part = Signal(range(halves))
         dr_issue = Signal()
@@ -300,8 +324,9 @@ class PE3(wiring.Component):
                                      dr_dst.eq(dr_dst + dst_chunk_bytes)]
                         with m.If(dr_cj == c16 - 1):
                             next_dst = dr_group_dst + group_bytes
-                            m.d.sync += [dr_cj.eq(0), dr_g.eq(dr_g + 1), dr_done.eq(last_group(dr_g)),
+                            m.d.sync += [dr_cj.eq(0), dr_done.eq(last_group(dr_g, dr_h)),
                                          dr_group_dst.eq(next_dst), dr_dst.eq(next_dst)]
+                            next_group(dr_g, dr_h)
                         m.next = "READ"
             with m.State("READ"):
                 with m.If((ofifo.level + pending < ofifo.depth - 1) & (~acc_flag | oldfifo.r_rdy)):

@@ -13,7 +13,10 @@ Hazard-free swap. Each half is EMPTY, FILLING or FULL:
   Acquire and commit are separate strobes because a pipelined producer (PE1's array) starts the next block
   before the last results of the previous one reach the buffer;
 * the consumer reads the half ``r_half`` while it is FULL (``r_ready``) and *releases* it (``r_release``:
-  EMPTY), then moves to the other half.
+  EMPTY), then moves to the other half. A streaming consumer (PE2) may also read ``r_half`` while it is
+  still FILLING (``r_filling``), but only words it knows the producer has written: the buffer does not track
+  words, so that rule is the consumer's (PE2 compares its row counter with the loader's beats); it releases
+  the half only once it is FULL.
 
 So a half is never written while it is read, neither side overtakes the other, and the halves are used in
 strict alternation on both sides.
@@ -45,6 +48,8 @@ class PingPongControl(wiring.Component):
         Half ``r_half`` is FULL.
     r_release : In
         Mark ``r_half`` EMPTY (ignored unless ``r_ready``); ``r_half`` flips.
+    r_filling : Out
+        Half ``r_half`` is FILLING (a streaming consumer may read the words already written).
     filling : Out
         One bit per half: it is FILLING (writes to it are allowed).
     """
@@ -53,7 +58,7 @@ class PingPongControl(wiring.Component):
         super().__init__({
             "w_ready": Out(1), "w_acquire": In(1), "w_next": Out(1),
             "w_commit": In(1), "w_commit_sel": In(1),
-            "r_ready": Out(1), "r_release": In(1), "r_half": Out(1),
+            "r_ready": Out(1), "r_release": In(1), "r_half": Out(1), "r_filling": Out(1),
             "filling": Out(2),
         })
 
@@ -63,7 +68,8 @@ class PingPongControl(wiring.Component):
         # Mux, not m.If: Yosys writes m.If as an ``always @*`` block, which Icarus (-g2012) may never run when
         # its inputs keep their initial values through reset, leaving w_ready X for good (tests/hw/tb_pingpong.py).
         m.d.comb += [self.w_ready.eq(Mux(self.w_next, state[1] == EMPTY, state[0] == EMPTY)),
-                     self.r_ready.eq(Mux(self.r_half, state[1] == FULL, state[0] == FULL))]
+                     self.r_ready.eq(Mux(self.r_half, state[1] == FULL, state[0] == FULL)),
+                     self.r_filling.eq(Mux(self.r_half, state[1] == FILLING, state[0] == FILLING))]
         m.d.comb += self.filling.eq((state[0] == FILLING) | ((state[1] == FILLING) << 1))
         acquire = self.w_acquire & self.w_ready
         release = self.r_release & self.r_ready
@@ -101,7 +107,7 @@ class PingPongBuffer(wiring.Component):
         super().__init__({
             "w_ready": Out(1), "w_acquire": In(1), "w_next": Out(1), "w_commit": In(1), "w_commit_sel": In(1),
             "w_sel": In(1), "w_addr": In(range(depth)), "w_data": In(width), "w_en": In(width // granularity),
-            "r_ready": Out(1), "r_release": In(1), "r_half": Out(1),
+            "r_ready": Out(1), "r_release": In(1), "r_half": Out(1), "r_filling": Out(1),
             "r_addr": In(range(depth)), "r_en": In(1), "r_data": Out(width),
         })
 
@@ -112,6 +118,7 @@ class PingPongBuffer(wiring.Component):
             self.w_ready.eq(ctrl.w_ready), ctrl.w_acquire.eq(self.w_acquire), self.w_next.eq(ctrl.w_next),
             ctrl.w_commit.eq(self.w_commit), ctrl.w_commit_sel.eq(self.w_commit_sel),
             self.r_ready.eq(ctrl.r_ready), ctrl.r_release.eq(self.r_release), self.r_half.eq(ctrl.r_half),
+            self.r_filling.eq(ctrl.r_filling),
         ]
         m.submodules.ram = ram = SyncRAM(self.width, 2 * self.depth, self.granularity)
         allowed = ctrl.filling.bit_select(self.w_sel, 1)

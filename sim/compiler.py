@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .contract import (DEFAULT_CONFIG, FIELD_MAX, WMEM_LANES, BMEM_LANES, Descriptor, ErrorCode, Flag,
-                       HardwareConfig, Opcode, OutFormat, check_descriptor, instruction_macs, pe2_row_pitch)
+                       HardwareConfig, Opcode, OutFormat, PE3_GROUPS_MAX, check_descriptor, instruction_macs,
+                       pe2_row_pitch, pe3_group_field)
 
 __all__ = ["ShapeError", "TTLayerSpec", "NetworkSpec", "Op", "WeightTile", "CompiledNetwork", "compile_network",
            "core_layout", "LAYOUTS", "assemble", "TensorSpec", "thesis_table33_network", "merged_dw_blocks",
@@ -409,15 +410,22 @@ def _emit_full_weight_grad(bld: _Builder, li: int, layer: TTLayerSpec, x: str, g
     # instruction's result: its values become PE3 row groups (field b) of one instruction (each group's G
     # columns must start on an operand boundary: rows_n % 16 == 0).
     groups = 1
-    if outer and outer[-1] == ("n", lead - 1) and rows_n % WMEM_LANES == 0:
+    if outer and outer[-1] == ("n", lead - 1) and rows_n % WMEM_LANES == 0 and n[lead - 1] <= PE3_GROUPS_MAX:
         groups = n[lead - 1]
+        outer = outer[:-1]
+    # The digit outside the row groups, when it is an m digit whose x columns follow those of the chunks
+    # (m_stride = chunks: the next c columns) and dW's next run of G blocks: its values become PE3 column groups
+    # (contract 1.3; Table 3.3's first layer: 28 instructions -> 4).
+    col_groups = 1
+    if outer and outer[-1][0] == "m" and m_strides[outer[-1][1]] == chunks and m[outer[-1][1]] <= PE3_GROUPS_MAX:
+        col_groups = m[outer[-1][1]]
         outer = outer[:-1]
     for beta, idx in enumerate(itertools.product(*[range(n[k] if kind == "n" else m[k]) for kind, k in outer])):
         n_pre = sum(v * n_strides[k] for (kind, k), v in zip(outer, idx) if kind == "n")
         m_pre = sum(v * m_strides[k] for (kind, k), v in zip(outer, idx) if kind == "m")
-        bld.emit(Op(Opcode.PE3, dst=dW, src_a=x, src_b=g, a=batch, b=groups if groups > 1 else 0,
+        bld.emit(Op(Opcode.PE3, dst=dW, src_a=x, src_b=g, a=batch, b=pe3_group_field(groups, col_groups),
                     c=chunks * m[d - 1], d=rows_n, src_a_offset=m_pre * m[d - 1], src_b_offset=n_pre * rows_n,
-                    dst_offset=beta * groups * chunks * block, stride_a=M, stride_b=N, flags=flags))
+                    dst_offset=beta * col_groups * groups * chunks * block, stride_a=M, stride_b=N, flags=flags))
     return dW
 
 

@@ -41,14 +41,16 @@ as one contiguous ``d x 16`` block, which is how consecutive blocks of the weigh
 the last input mode is 16 (one instruction then forms several blocks; ``ACC`` reads the old ``dst`` in the
 same order).
 
-PE3's ``b`` counts row groups ``G`` (contract 1.2; ``b`` 0 and 1 both mean one). The instruction is the
-``G`` single-group instructions :meth:`Descriptor.pe3_blocks` lists, run in order: group ``g`` takes the next
-``d`` columns of ``B`` (``src_b + 2 g d``), the same ``A``, and stores its ``d x c`` result right after the
-previous group's (``dst + 2 g d c``) in the layout the flags say. So one instruction forms a run of
-weight-gradient blocks that differ only in their ``n`` digit, and the unit overlaps one group's drain with
-the next one's sweep as it does between chunks. Legal when ``stride_b >= G d`` and, once ``G > 1``,
-``d % 16 == 0`` (every group's ``B`` starts on an operand boundary). The result must not overlap the
-operands: the unit reads ahead of its writes.
+PE3's ``b`` counts row groups ``G`` in bits 7:0 (contract 1.2) and column groups ``H`` in bits 15:8
+(contract 1.3); 0 and 1 both mean one. The instruction is the ``H G`` single-group instructions
+:meth:`Descriptor.pe3_blocks` lists, run in order, column groups outer: block ``(h, g)`` takes the ``c``
+columns of ``A`` after column group ``h - 1``'s (``src_a + 2 h c``), the ``d`` columns of ``B`` after row
+group ``g - 1``'s (``src_b + 2 g d``), and stores its ``d x c`` result right after the previous block's
+(``dst + 2 (h G + g) d c``) in the layout the flags say. So one instruction forms a run of weight-gradient
+blocks that differ in an ``n`` digit (row groups) and in the ``m`` digit outside it (column groups), and the
+unit overlaps one block's drain with the next one's sweep as it does between chunks. Legal when
+``stride_b >= G d``, ``stride_a >= H c`` and, once ``G > 1``, ``d % 16 == 0`` (every group's ``B`` starts on
+an operand boundary). The result must not overlap the operands: the unit reads ahead of its writes.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ from .formats import Format
 __all__ = [
     "CONTRACT_VERSION", "HardwareConfig", "DEFAULT_CONFIG", "Opcode", "OutFormat", "Flag", "PE3_FLAGS", "ErrorCode",
     "Descriptor", "DESCRIPTOR_BYTES", "DescriptorError", "encode_program", "decode_program", "instruction_macs",
-    "pe3_row_groups",
+    "pe3_row_groups", "pe3_column_groups", "pe3_group_field", "PE3_GROUPS_MAX",
     "read_writeback", "Writeback",
     "TENSOR_ALIGN", "ELEMENT_BYTES", "WMEM_LANES", "BMEM_LANES", "pack_weight_words", "unpack_weight_words",
     "pack_bias_words", "unpack_bias_words", "pe2_row_pitch",
@@ -74,7 +76,7 @@ __all__ = [
     "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "DEVICE_ID", "FIELD_MAX",
 ]
 
-CONTRACT_VERSION = (1, 2)      # 1.1: Flag.CHUNKS; 1.2: PE3 row groups (field b)
+CONTRACT_VERSION = (1, 3)      # 1.1: Flag.CHUNKS; 1.2: PE3 row groups (field b); 1.3: PE3 column groups
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -314,29 +316,54 @@ class Descriptor:
         """PE3's row groups ``G`` (:func:`pe3_row_groups` of field ``b``)."""
         return pe3_row_groups(self.b)
 
+    @property
+    def pe3_column_groups(self) -> int:
+        """PE3's column groups ``H`` (:func:`pe3_column_groups` of field ``b``)."""
+        return pe3_column_groups(self.b)
+
     def pe3_blocks(self) -> list["Descriptor"]:
         """A PE3 instruction as the single-group instructions it is defined to equal, in the order it runs them:
-        group ``g`` reads ``B`` columns ``[g d, (g + 1) d)`` and writes the ``d c`` elements after group
-        ``g - 1``'s result."""
+        block ``(h, g)`` (column groups outer) reads ``A`` columns ``[h c, (h + 1) c)`` and ``B`` columns
+        ``[g d, (g + 1) d)`` and writes the ``d c`` elements after the previous block's result."""
         if self.opcode != Opcode.PE3:
             raise ValueError(f"pe3_blocks: {self.opcode.name} is not PE3")
-        return [replace(self, b=0, src_b=self.src_b + 2 * g * self.d, dst=self.dst + 2 * g * self.d * self.c)
-                for g in range(self.pe3_groups)]
+        G, H = self.pe3_groups, self.pe3_column_groups
+        return [replace(self, b=0, src_a=self.src_a + 2 * h * self.c, src_b=self.src_b + 2 * g * self.d,
+                        dst=self.dst + 2 * (h * G + g) * self.d * self.c)
+                for h in range(H) for g in range(G)]
+
+
+PE3_GROUPS_MAX = 0xFF          # row groups and column groups each have 8 bits of PE3's field b
 
 
 def pe3_row_groups(b: int) -> int:
-    """PE3's row groups ``G`` from its field ``b``: 0 and 1 both mean one (before contract 1.2 PE3 left ``b``
-    unused, so its programs have 0 there)."""
-    return max(b, 1)
+    """PE3's row groups ``G`` from bits 7:0 of its field ``b``: 0 and 1 both mean one (before contract 1.2 PE3
+    left ``b`` unused, so its programs have 0 there)."""
+    return max(b & PE3_GROUPS_MAX, 1)
+
+
+def pe3_column_groups(b: int) -> int:
+    """PE3's column groups ``H`` from bits 15:8 of its field ``b`` (contract 1.3): 0 and 1 both mean one."""
+    return max(b >> 8, 1)
+
+
+def pe3_group_field(row_groups: int = 1, column_groups: int = 1) -> int:
+    """PE3's field ``b`` for ``G`` row groups and ``H`` column groups (0 when both are one)."""
+    for name, value in (("row_groups", row_groups), ("column_groups", column_groups)):
+        if not isinstance(value, (int, np.integer)) or not 1 <= value <= PE3_GROUPS_MAX:
+            raise DescriptorError(f"PE3: {name}={value!r} must be in [1, {PE3_GROUPS_MAX}]", ErrorCode.BAD_SHAPE)
+    if row_groups == column_groups == 1:
+        return 0
+    return row_groups | (column_groups << 8 if column_groups > 1 else 0)   # a 1.2 program's b when H is one
 
 
 def instruction_macs(opcode, a: int, b: int, c: int, d: int) -> int:
-    """Useful multiply-accumulates of an instruction with these sizes (PE3: ``b`` row groups)."""
+    """Useful multiply-accumulates of an instruction with these sizes (PE3: ``b`` holds its groups)."""
     opcode = int(opcode)
     if opcode in (Opcode.PE1, Opcode.PE2):
         return a * b * c * d
     if opcode == Opcode.PE3:
-        return a * c * d * pe3_row_groups(b)
+        return a * c * d * pe3_row_groups(b) * pe3_column_groups(b)
     return 0
 
 
@@ -516,7 +543,7 @@ def check_descriptor(desc: Descriptor, cfg: HardwareConfig = DEFAULT_CONFIG) -> 
         return ErrorCode.BAD_SHAPE
     if op == Opcode.PE2 and (desc.b > cfg.pe2_buf_rows or desc.d > cfg.pe2_rows * cfg.pe2_acc_depth):
         return ErrorCode.BAD_SHAPE
-    if op == Opcode.PE3 and (desc.d > cfg.pe3_max_d or desc.stride_a < desc.c
+    if op == Opcode.PE3 and (desc.d > cfg.pe3_max_d or desc.stride_a < desc.pe3_column_groups * desc.c
                              or desc.stride_b < desc.pe3_groups * desc.d):
         return ErrorCode.BAD_SHAPE
 

@@ -45,7 +45,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 
 from .contract import (DEFAULT_CONFIG, WMEM_LANES, Flag, HardwareConfig, Opcode, instruction_macs,
-                       pe3_row_groups)
+                       pe3_column_groups, pe3_row_groups)
 
 __all__ = ["CycleParams", "CycleModel", "InstructionCost", "pipeline_cycles", "ProgramCost", "DEFAULT_PARAMS",
            "mac_lower_bound", "unit_lower_bound", "roofline_cycles"]
@@ -70,9 +70,10 @@ class CycleParams:
     pe2_load_cpb: float = 1.0   # cycles per loaded beat (runs of two beats, one burst each)
     pe2_store_gap: int = 2
     pe2_store_cpb: float = 1.0  # cycles per stored beat (accumulator bank -> output stage -> FIFO -> AXI)
-    pe2_block_gap: int = 1
+    pe2_block_gap: int = 0      # compute cycles between blocks when the next bank is free (taken in RUN)
     pe2_pipe: int = 1
     pe2_acquire: int = 2       # as pe1_acquire
+    pe2_stream_lag: int = 2     # a row's last beat -> its first compute cycle, beyond the whole-block timing
     pe3_row_gap: int = 0        # extra cycles per streamed row of a chunk
     pe3_chunk_gap: int = 0      # compute cycles between chunks when the next bank is free (acquired in RUN)
     pe3_bank_wait: int = 1      # a bank released by the drain -> acquired by the compute FSM's IDLE
@@ -149,7 +150,8 @@ class ProgramCost:
 
 
 def pipeline_cycles(n: int, load: int, compute: int, store: int, pipe: int = 0, gap: int = 0,
-                    last: tuple | None = None, lead: int = 0, acquire: int = 0) -> int:
+                    last: tuple | None = None, lead: int = 0, acquire: int = 0,
+                    stream: tuple[int, int] | None = None) -> int:
     """Cycles from the first read command until the last store of ``n`` blocks through a 3-stage double-buffered
     pipeline.
 
@@ -162,6 +164,10 @@ def pipeline_cycles(n: int, load: int, compute: int, store: int, pipe: int = 0, 
     stores ``pipe`` cycles after its compute ends, once the store of block ``i-1`` finished. ``last`` gives the
     ``(load, compute, store)`` of a shorter final block. Exact; once three consecutive full blocks advance by
     the same period the rest is extrapolated.
+
+    ``stream = (row_beats, row_cycles, lag)`` models a compute that streams its block (PE2): row ``r`` is
+    computed, in ``row_cycles`` cycles, from ``lag`` cycles after its ``row_beats`` beats are in, so a block's
+    compute starts behind its first row and ends no earlier than ``row_cycles + lag`` after its last beat.
     """
     if n <= 0:
         return 0
@@ -178,8 +184,14 @@ def pipeline_cycles(n: int, load: int, compute: int, store: int, pipe: int = 0, 
         L, C, S = (load, compute, store) if i < full else last
         cmd = max(cmd_prev + 1, le[0] + 1, 0)
         le_i = max(cmd + lead, le[1], ce[0] + acquire) + L
-        cs = max(le_i, ce[1] + gap, se[0])
-        ce_i = cs + C
+        if stream is None:
+            cs = max(le_i, ce[1] + gap, se[0])
+            ce_i = cs + C
+        else:
+            # le_i - 1: the cycle after the block's last beat (the whole-block convention: computed from le_i).
+            row_beats, row_cycles, lag = stream
+            cs = max(le_i - 1 - L + row_beats + lag, ce[1] + gap, se[0])
+            ce_i = max(cs + C, le_i - 1 + row_cycles + lag)
         ss = max(ce_i + pipe, se[1])
         se_i = ss + S
         if i >= 1 and i < full:
@@ -262,8 +274,9 @@ class CycleModel:
         if op == Opcode.PE2:
             return self._pe2(a, b, c, d)
         if op == Opcode.PE3:
-            # Row groups run back to back like further chunks (hw/pe3.py): G groups of c / 16 chunks each.
-            return self._pe3(a, c * pe3_row_groups(b), d, bool(flags & Flag.ACC))
+            # Row and column groups run back to back like further chunks (hw/pe3.py): H G groups of c / 16
+            # chunks each.
+            return self._pe3(a, c * pe3_row_groups(b) * pe3_column_groups(b), d, bool(flags & Flag.ACC))
         if op in (Opcode.ACT_FWD, Opcode.ACT_BWD):
             reads = _beats(a * c, cfg) * (2 if op == Opcode.ACT_BWD else 1)
             writes = _beats(a * c, cfg)
@@ -311,8 +324,10 @@ class CycleModel:
         load = round(_beats(b * cfg.pe2_cols, cfg) * p.pe2_load_cpb)
         compute = b * -(-d // cfg.pe2_rows)
         store = round(p.pe2_store_gap + _beats(d * cfg.pe2_cols, cfg) * p.pe2_store_cpb)
+        # The compute streams its block: each buffer row (two beats) is computed as soon as it is in.
         unit = pipeline_cycles(n, load, compute, store, pipe=p.pe2_pipe, gap=p.pe2_block_gap,
-                               lead=p.pe2_load_gap + p.rd_latency, acquire=p.pe2_acquire) + p.wr_latency
+                               lead=p.pe2_load_gap + p.rd_latency, acquire=p.pe2_acquire,
+                               stream=(_beats(cfg.pe2_cols, cfg), compute // b, p.pe2_stream_lag)) + p.wr_latency
         return InstructionCost(p.issue + unit, n * compute, "PE2", n * load, n * store, p.issue)
 
     def _pe3(self, a: int, c: int, d: int, acc: bool) -> InstructionCost:
@@ -427,7 +442,7 @@ def roofline_cycles(opcode, a: int, b: int, c: int, d: int, flags: int = 0, cfg:
     if op == Opcode.PE2:
         return max(macs / cfg.peak_macs_per_cycle, a * b * c / beat, a * d * c / beat)
     if op == Opcode.PE3:
-        groups = pe3_row_groups(b)                       # G blocks of d x c (contract 1.2)
+        groups = pe3_row_groups(b) * pe3_column_groups(b)    # H G blocks of d x c (contract 1.2, 1.3)
         reads = groups * a * (c // cfg.pe3_lanes) * (2 + -(-d // beat))
         if int(flags) & Flag.ACC:
             reads += groups * d * c / beat               # the old result, read back to be added

@@ -216,7 +216,7 @@ class GoldenDevice:
         if op == Opcode.PE2:
             return self._store(desc, pe.pe2(mem.read(desc.src_a, a * b * c).reshape(a, b, c), self._weights(desc),
                                             integer, raw=True))
-        if op == Opcode.PE3 and desc.pe3_groups > 1:
+        if op == Opcode.PE3 and desc.pe3_groups * desc.pe3_column_groups > 1:
             stats = [self._execute(block) for block in desc.pe3_blocks()]
             return sum(s for s, _ in stats), sum(t for _, t in stats)
         if op == Opcode.PE3:

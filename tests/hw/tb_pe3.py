@@ -1,14 +1,15 @@
-"""cocotb bench for PE3 (batch-summed outer product, strided operands, Flag.ACC, Flag.CHUNKS, row groups)
-against the golden executor."""
+"""cocotb bench for PE3 (batch-summed outer product, strided operands, Flag.ACC, Flag.CHUNKS, row and column
+groups) against the golden executor."""
 
 import cocotb
 import numpy as np
 
 from tbcommon import UnitTB, iterations
-from ultratrain.sim.contract import Descriptor, Flag, Opcode, OutFormat
+from ultratrain.sim.contract import Descriptor, Flag, Opcode, OutFormat, pe3_group_field
 
 
-async def one_case(tb, a, c, d, stride_a, stride_b, shift, fmt, acc, extreme, label, chunks=False, groups=0):
+async def one_case(tb, a, c, d, stride_a, stride_b, shift, fmt, acc, extreme, label, chunks=False, groups=0,
+                   col_groups=1):
     rng = tb.rng
     if extreme:
         A = rng.choice([-32768, 32767, -1, 0, 1], size=(a, stride_a))
@@ -21,16 +22,16 @@ async def one_case(tb, a, c, d, stride_a, stride_b, shift, fmt, acc, extreme, la
     dst = src_b + ((B.size * 2 + 63) // 64) * 64 + 32 * int(rng.integers(0, 3))
     tb.write_tensor(src_a, A)
     tb.write_tensor(src_b, B)
-    out = max(groups, 1) * d * c
+    out = col_groups * max(groups, 1) * d * c
     old = rng.choice([-32768, 32767, 0, 5, -5], size=out) if extreme else rng.integers(-2000, 2000, size=out)
     tb.write_tensor(dst, old)
-    desc = Descriptor(Opcode.PE3, a=a, b=groups, c=c, d=d, src_a=src_a, src_b=src_b, dst=dst, stride_a=stride_a,
+    desc = Descriptor(Opcode.PE3, a=a, b=pe3_group_field(max(groups, 1), col_groups) or groups, c=c, d=d, src_a=src_a, src_b=src_b, dst=dst, stride_a=stride_a,
                       stride_b=stride_b, shift=shift, out_fmt=fmt,
                       flags=(Flag.ACC if acc else Flag.NONE) | (Flag.CHUNKS if chunks else Flag.NONE))
     cycles = await tb.check(desc, dst, out, label)
-    tb.log.info("%s: a=%d groups=%d c=%d d=%d strides=%d,%d shift=%d fmt=%s acc=%d chunks=%d: %d cycles "
-                "(%.1f MAC/cycle)", label, a, groups, c, d, stride_a, stride_b, shift, OutFormat(fmt).name, acc,
-                chunks, cycles, desc.macs() / cycles)
+    tb.log.info("%s: a=%d groups=%d x %d c=%d d=%d strides=%d,%d shift=%d fmt=%s acc=%d chunks=%d: %d cycles "
+                "(%.1f MAC/cycle)", label, a, col_groups, groups, c, d, stride_a, stride_b, shift,
+                OutFormat(fmt).name, acc, chunks, cycles, desc.macs() / cycles)
 
 
 @cocotb.test()
@@ -44,10 +45,13 @@ async def pe3_random_shapes(dut):
         # a third of the cases in row groups (contract 1.2): then d is whole operand runs
         groups = int(rng.choice([0, 1, 2, 3, 4, 5]))
         d = int(rng.integers(1, 40)) if groups < 2 else 16 * int(rng.integers(1, 3))
-        stride_a = c + 16 * int(rng.integers(0, 3))
+        # a third in column groups (contract 1.3), with or without row groups
+        col_groups = int(rng.choice([1, 1, 2, 3]))
+        stride_a = col_groups * c + 16 * int(rng.integers(0, 3))
         stride_b = max(groups, 1) * 16 * (-(-d // 16)) + 16 * int(rng.integers(0, 2))
         await one_case(tb, a, c, d, stride_a, stride_b, int(rng.integers(4, 14)), int(rng.integers(0, 3)),
-                       bool(rng.integers(0, 2)), False, f"random{it}", chunks=bool(rng.integers(0, 2)), groups=groups)
+                       bool(rng.integers(0, 2)), False, f"random{it}", chunks=bool(rng.integers(0, 2)), groups=groups,
+                       col_groups=col_groups)
 
 
 @cocotb.test()
@@ -70,3 +74,9 @@ async def pe3_extremes(dut):
                                                           (3, 2, 32, 256, 48, 528, True, False),
                                                           (1, 6, 16, 16, 16, 96, True, True)]):
         await one_case(tb, a, c, d, sa, sb, 4, int(OutFormat.S16), acc, True, f"groups{i}", chunks=chunks, groups=g)
+    # column groups: the largest rows in row and column groups (both layouts, ACC), and column groups alone
+    for i, (a, h, g, c, d, sa, sb, acc, chunks) in enumerate([(2, 2, 2, 32, 256, 80, 512, False, True),
+                                                             (3, 3, 2, 16, 128, 48, 256, True, False),
+                                                             (4, 5, 1, 32, 7, 160, 16, True, True)]):
+        await one_case(tb, a, c, d, sa, sb, 4, int(OutFormat.S16), acc, True, f"col_groups{i}", chunks=chunks,
+                       groups=g, col_groups=h)

@@ -4,9 +4,9 @@ The model (:class:`PingPongModel`) is the contract of :class:`~ultratrain.hw.pin
 out: two halves, each EMPTY, FILLING or FULL; ``w_acquire`` takes half ``w_next`` only when it is EMPTY;
 writes land only in a FILLING half (per ``granularity``-bit lane); ``w_commit`` turns a FILLING half FULL;
 ``r_release`` empties half ``r_half`` only when it is FULL; reads return the half ``r_half`` the cycle after
-``r_en`` (read-first). Every cycle the bench compares ``w_ready``, ``w_next``, ``r_ready``, ``r_half`` and every
-read's data with the model, so a swap that lets the two sides touch the same half, or a write that reaches a
-half it must not, shows up as a wrong word.
+``r_en`` (read-first). Every cycle the bench compares ``w_ready``, ``w_next``, ``r_ready``, ``r_half``,
+``r_filling`` and every read's data with the model, so a swap that lets the two sides touch the same half, or
+a write that reaches a half it must not, shows up as a wrong word.
 
 * ``pingpong_random_traffic`` drives every input at random, legal or not (acquire/commit/release when not
   allowed, writes into EMPTY or FULL halves, reads of a half that is not FULL), with the strobe
@@ -57,6 +57,10 @@ class PingPongModel:
     @property
     def r_ready(self) -> int:
         return int(self.state[self.r_half] == FULL)
+
+    @property
+    def r_filling(self) -> int:
+        return int(self.state[self.r_half] == FILLING)
 
     def write_lands(self, sel: int, w_en: int) -> bool:
         return w_en != 0 and self.state[sel] == FILLING
@@ -146,8 +150,10 @@ class PingPongTB:
         """At a falling edge: the registered outputs and the last read equal the model's."""
         dut, m = self.dut, self.model
         got = {"w_ready": int(dut.w_ready.value), "w_next": int(dut.w_next.value),
-               "r_ready": int(dut.r_ready.value), "r_half": int(dut.r_half.value)}
-        ref = {"w_ready": m.w_ready, "w_next": m.w_next, "r_ready": m.r_ready, "r_half": m.r_half}
+               "r_ready": int(dut.r_ready.value), "r_half": int(dut.r_half.value),
+               "r_filling": int(dut.r_filling.value)}
+        ref = {"w_ready": m.w_ready, "w_next": m.w_next, "r_ready": m.r_ready, "r_half": m.r_half,
+               "r_filling": m.r_filling}
         assert got == ref, (f"cycle {self.cycle}: control outputs {got} != model {ref} "
                             f"(model halves {[NAMES[s] for s in m.state]})")
         if m.r_data_valid:

@@ -8,7 +8,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from tbcommon import TopTB, iterations
 from ultratrain.sim.contract import (CONTRACT_VERSION, DEFAULT_CONFIG, DEVICE_ID, Descriptor, ErrorCode, Flag,
                                      Opcode, OutFormat, check_descriptor, pack_bias_words, pack_weight_words,
-                                     pe2_row_pitch)
+                                     pe2_row_pitch, pe3_group_field)
 
 
 class Allocator:
@@ -112,8 +112,11 @@ def illegal_cases():
         ("pe3_d", Descriptor(Opcode.PE3, a=1, c=16, d=257, stride_a=16, stride_b=272, src_b=0x3000, **ok),
          ErrorCode.BAD_SHAPE),
         # row groups: B's rows must hold G d columns (the decoder's narrow product G x d) ...
-        ("pe3_groups", Descriptor(Opcode.PE3, a=1, b=300, c=16, d=32, stride_a=16, stride_b=9584, src_b=0x3000,
+        ("pe3_groups", Descriptor(Opcode.PE3, a=1, b=250, c=16, d=32, stride_a=16, stride_b=7984, src_b=0x3000,
                                   **ok), ErrorCode.BAD_SHAPE),
+        # ... and column groups: A's rows must hold H c columns (the decoder's narrow product c x H)
+        ("pe3_column_groups", Descriptor(Opcode.PE3, a=1, b=pe3_group_field(1, 200), c=48, d=16, stride_a=9584,
+                                         stride_b=16, src_b=0x3000, **ok), ErrorCode.BAD_SHAPE),
         ("zero", Descriptor(Opcode.REDUCE, a=0, c=16, **ok), ErrorCode.BAD_SHAPE),
         ("align", Descriptor(Opcode.ACT_FWD, a=1, c=16, src_a=0x1010, dst=0x2000), ErrorCode.BAD_ALIGN),
         ("stride_align", Descriptor(Opcode.PE3, a=1, c=16, d=1, stride_a=24, stride_b=16, src_b=0x3000, **ok),

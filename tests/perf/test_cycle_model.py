@@ -16,15 +16,25 @@ from ultratrain.sim.optimizer import optimize
 from ultratrain.sim.schedules import LayerSchedule, Schedule
 
 
-def brute_force_pipeline(n, load, compute, store, pipe, gap, last, lead=0, acquire=0):
-    """Block by block: commands two blocks ahead of the received ones, beats once the half is acquired."""
+def brute_force_pipeline(n, load, compute, store, pipe, gap, last, lead=0, acquire=0, stream=None):
+    """Block by block: commands two blocks ahead of the received ones, beats once the half is acquired; with
+    ``stream = (row_beats, row_cycles, lag)`` the compute takes the block row by row, each row ``lag`` cycles
+    after its last beat (beats one per cycle from the block's first)."""
     cmd, le, ce, se = [], [], [], []
     for i in range(n):
         L, C, S = (load, compute, store) if i < n - 1 else last
         cmd.append(max(cmd[i - 1] + 1 if i else 0, le[i - 2] + 1 if i >= 2 else 0))
         le.append(max(cmd[i] + lead, le[i - 1] if i else 0, ce[i - 2] + acquire if i >= 2 else 0) + L)
-        cs = max(le[i], ce[i - 1] + gap if i else 0, se[i - 2] if i >= 2 else 0)
-        ce.append(cs + C)
+        free = max(ce[i - 1] + gap if i else 0, se[i - 2] if i >= 2 else 0)
+        if stream is None:
+            ce.append(max(le[i], free) + C)
+        else:
+            row_beats, row_cycles, lag = stream
+            first_beat = le[i] - 1 - L                 # the whole-block convention: le is 1 after the last beat
+            t = free
+            for r in range(L // row_beats):
+                t = max(t, first_beat + (r + 1) * row_beats + lag) + row_cycles
+            ce.append(t)
         se.append(max(ce[i] + pipe, se[i - 1] if i else 0) + S)
     return se[-1]
 
@@ -39,6 +49,18 @@ def test_pipeline_solver_is_exact():
         acquire = rng.randint(0, 4)
         assert pipeline_cycles(n, load, compute, store, pipe, gap, last, lead, acquire) == \
             brute_force_pipeline(n, load, compute, store, pipe, gap, last, lead, acquire)
+    # Streaming (PE2): the closed form per block equals row-by-row timing, in both the load- and the
+    # compute-bound regime (rows of two beats, 1-4 cycles a row).
+    for _ in range(1000):
+        n, rows, row_cycles = rng.randint(1, 60), rng.randint(1, 40), rng.randint(1, 4)
+        load, compute, store = 2 * rows, rows * row_cycles, rng.randint(1, 50)
+        pipe, lead, acquire, lag = rng.randint(0, 10), rng.choice((0, rng.randint(1, 40))), rng.randint(0, 4), \
+            rng.randint(0, 3)
+        stream = (2, row_cycles, lag)
+        assert pipeline_cycles(n, load, compute, store, pipe, 0, None, lead, acquire, stream) == \
+            brute_force_pipeline(n, load, compute, store, pipe, 0, (load, compute, store), lead, acquire, stream)
+    # Streaming hides a block's load behind its own compute: one block costs about max(load, compute).
+    assert pipeline_cycles(1, 200, 200, 8, stream=(2, 2, 2)) < pipeline_cycles(1, 200, 200, 8) - 150
     # The extrapolated long case equals the block-by-block solution.
     assert pipeline_cycles(5000, 16, 257, 256, 10, 1, lead=28) == \
         brute_force_pipeline(5000, 16, 257, 256, 10, 1, (16, 257, 256), lead=28)

@@ -103,22 +103,27 @@ def test_table_3_6_shapes_for_three_cores():
 def test_full_weight_gradient_blocks_stay_per_pair_where_merging_cannot_help_or_fit():
     """n_{d-2} = 1 (nothing to merge) or n_{d-2} n_{d-1} > pe3_max_d (PE3 cannot hold the block): the thesis'
     (n_{d-1} x m_{d-1}) blocks in the interleaved layout, every core read and returned canonical; the m_{d-2}
-    blocks of one prefix still follow each other, so one chunk-major instruction forms them. With a last
-    input mode other than 16 every block is its own instruction."""
+    blocks of one prefix still follow each other, so one chunk-major instruction forms them, with the n_{d-2}
+    and m_{d-3} digits as its row and column groups. With a last input mode other than 16 there are no chunks,
+    and the m_{d-2} blocks are the column groups of one row-major instruction."""
     for n_modes in ((3, 1, 16), (2, 32, 16)):
         spec = NetworkSpec((TTLayerSpec((2, 3, 16), n_modes, (16, 16), "none"),))
         net = compile_network(spec, batch=2)
         pe3 = [op for op in net.programs["backward"] if op.opcode == Opcode.PE3]
-        # Digits n0 m0 n1 | m1 (folded into chunks): the n1 values are row groups.
-        groups = n_modes[1] if n_modes[1] > 1 else 0
-        assert [(op.b, op.c, op.d, op.flags) for op in pe3] == [(groups, 48, 16, Flag.CHUNKS)] * (2 * n_modes[0])
-        assert [op.dst_offset for op in pe3] == [i * max(groups, 1) * 3 * 256 for i in range(len(pe3))]
+        # Digits n0 m0 n1 | m1 (folded into chunks): the n1 values are row groups and the m0 values, whose x
+        # columns follow the chunks' (the next 48), column groups (contract 1.3): one instruction per n0.
+        groups, col_groups = n_modes[1], 2
+        assert [(op.b, op.c, op.d, op.flags) for op in pe3] == [(groups | col_groups << 8, 48, 16, Flag.CHUNKS)] * \
+            n_modes[0]
+        assert [op.dst_offset for op in pe3] == [i * col_groups * groups * 3 * 256 for i in range(len(pe3))]
+        assert [op.src_a_offset for op in pe3] == [0] * len(pe3)
         assert sum(op.macs() for op in pe3) == 2 * 2 * 3 * 16 * math.prod(n_modes)
         assert net.factor_grad_layouts[0] == ["nm"] * 3
         assert all(t.layout != "canon_mn" for t in net.weight_tiles)
     spec = NetworkSpec((TTLayerSpec((2, 3, 32), (2, 1, 16), (16, 16), "none"),))
     pe3 = [op for op in compile_network(spec, batch=2).programs["backward"] if op.opcode == Opcode.PE3]
-    assert [(op.c, op.d, op.flags) for op in pe3] == [(32, 16, Flag.NONE)] * (2 * 2 * 3)
+    # m1 is the last prefix digit and its blocks follow each other in dW: the column groups of one instruction.
+    assert [(op.b, op.c, op.d, op.flags) for op in pe3] == [(1 | 3 << 8, 32, 16, Flag.NONE)] * (2 * 2)
 
 
 layer_shapes = st.integers(1, 3).flatmap(lambda d: st.tuples(

@@ -7,7 +7,7 @@ from hypothesis import given, strategies as st
 from ultratrain.sim.contract import (DEFAULT_CONFIG, DESCRIPTOR_BYTES, REG, REGISTERS, Descriptor, DescriptorError,
                                      ErrorCode, Flag, HardwareConfig, Opcode, OutFormat, Writeback,
                                      check_descriptor, decode_program, encode_program, pack_bias_words,
-                                     pack_weight_words, unpack_bias_words, unpack_weight_words)
+                                     pack_weight_words, pe3_group_field, unpack_bias_words, unpack_weight_words)
 
 u16 = st.integers(0, 0xFFFF)
 u32 = st.integers(0, 0xFFFFFFFF)
@@ -103,6 +103,21 @@ def test_other_legality_rules():
     assert pe3(3, 16, 48) == ErrorCode.NONE and pe3(4, 16, 48) == ErrorCode.BAD_SHAPE
     # ... and each group's B columns start on an operand boundary: d % 16 == 0 once there are two groups.
     assert pe3(2, 8, 16) == ErrorCode.BAD_ALIGN and pe3(1, 8, 16) == ErrorCode.NONE
+    # PE3 column groups (b[15:8], contract 1.3): the H groups' A columns must fit in a row of A; they need no
+    # alignment of their own (c is a multiple of 16). Row groups count only b[7:0] now.
+    def pe3_cols(H, stride_a, G=1):
+        return check_descriptor(Descriptor(Opcode.PE3, a=4, b=pe3_group_field(G, H), c=32, d=16,
+                                           stride_a=stride_a, stride_b=16 * G))
+    assert pe3_cols(3, 96) == ErrorCode.NONE and pe3_cols(3, 80) == ErrorCode.BAD_SHAPE
+    assert pe3_cols(2, 64, G=5) == ErrorCode.NONE and pe3_cols(2, 48, G=5) == ErrorCode.BAD_SHAPE
+    assert pe3(0x100 | 3, 16, 48) == ErrorCode.NONE          # H = 1 written as 1: the same as b = 3
+    grouped = Descriptor(Opcode.PE3, a=4, b=pe3_group_field(5, 7), c=32, d=16, stride_a=224, stride_b=80)
+    assert (grouped.pe3_groups, grouped.pe3_column_groups, grouped.macs()) == (5, 7, 35 * 4 * 32 * 16)
+    assert Descriptor.decode(grouped.encode()) == grouped
+    assert pe3_group_field() == 0 and pe3_group_field(4) == 4 and pe3_group_field(1, 2) == 0x201
+    for bad in ((0, 1), (1, 0), (256, 1), (1, 256), (2.0, 1)):
+        with pytest.raises(DescriptorError, match="groups"):
+            pe3_group_field(*bad)
     act = Descriptor(Opcode.ACT_FWD, a=2, c=16, bofs=cfg.bmem_words)
     assert check_descriptor(act) == ErrorCode.MEM_RANGE
     assert check_descriptor(Descriptor(Opcode.LOAD_W, a=cfg.wmem_words + 1)) == ErrorCode.MEM_RANGE

@@ -7,7 +7,7 @@ import pytest
 
 from ultratrain.sim import pe
 from ultratrain.sim.contract import (DESCRIPTOR_BYTES, Descriptor, ErrorCode, Flag, Opcode, OutFormat,
-                                     encode_program, pack_weight_words, read_writeback)
+                                     encode_program, pack_weight_words, pe3_group_field, read_writeback)
 from ultratrain.sim.executor import DeviceError, GoldenDevice, Memory
 from ultratrain.sim.formats import rescale
 
@@ -91,19 +91,23 @@ def test_pe3_chunk_major_store_is_the_row_major_result_rearranged():
         np.testing.assert_array_equal(results[Flag.CHUNKS], row_major.reshape(d, 3, 16).transpose(1, 0, 2).ravel())
 
 
+@pytest.mark.parametrize("H", [1, 3])
 @pytest.mark.parametrize("flags", [Flag.NONE, Flag.CHUNKS, Flag.ACC, Flag.ACC | Flag.CHUNKS])
-def test_pe3_row_groups_equal_their_single_group_blocks(flags):
-    """PE3 with b = G row groups is the G single-group instructions Descriptor.pe3_blocks lists (contract 1.2):
-    the same results in DRAM and one write-back holding the statistics of all groups. Some outputs saturate."""
+def test_pe3_row_groups_equal_their_single_group_blocks(flags, H):
+    """PE3 with G row groups (b[7:0]) and H column groups (b[15:8]) is the H G single-group instructions
+    Descriptor.pe3_blocks lists (contract 1.2, 1.3), column groups outer: the same results in DRAM and one
+    write-back holding the statistics of all blocks. Some outputs saturate."""
     rng = np.random.default_rng(3)
     K, c, d, G = 3, 48, 16, 4
-    X, Gr = rng.integers(-900, 900, (K, 64)), rng.integers(-900, 900, (K, 64))
-    old = rng.integers(-30000, 30000, G * c * d)           # what dst holds before (ACC adds to it)
-    grouped = Descriptor(Opcode.PE3, a=K, b=G, c=c, d=d, src_a=BASE + 0x1000, src_b=BASE + 0x8000,
-                         dst=BASE + 0x10000, stride_a=64, stride_b=64, shift=1, flags=flags)
-    assert grouped.macs() == G * K * c * d
-    assert [(blk.src_b, blk.dst, blk.b) for blk in grouped.pe3_blocks()] == [
-        (BASE + 0x8000 + 2 * g * d, BASE + 0x10000 + 2 * g * d * c, 0) for g in range(G)]
+    X, Gr = rng.integers(-900, 900, (K, 160)), rng.integers(-900, 900, (K, 64))
+    old = rng.integers(-30000, 30000, H * G * c * d)       # what dst holds before (ACC adds to it)
+    grouped = Descriptor(Opcode.PE3, a=K, b=pe3_group_field(G, H), c=c, d=d, src_a=BASE + 0x1000,
+                         src_b=BASE + 0x8000, dst=BASE + 0x10000, stride_a=160, stride_b=64, shift=1, flags=flags)
+    assert grouped.macs() == H * G * K * c * d
+    assert [(blk.src_a, blk.src_b, blk.dst, blk.b) for blk in grouped.pe3_blocks()] == [
+        (BASE + 0x1000 + 2 * h * c, BASE + 0x8000 + 2 * g * d, BASE + 0x10000 + 2 * (h * G + g) * d * c, 0)
+        for h in range(H) for g in range(G)]
+    G = G * H                                              # blocks per instruction, below
     # Twice in one program, so that the batched path (consecutive PE3 without ACC) runs a grouped descriptor too.
     second = replace(grouped, dst=BASE + 0x20000)
     runs = {}
