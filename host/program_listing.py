@@ -16,7 +16,7 @@ import json
 import sys
 
 from ..sim.compiler import ShapeError, compile_network, thesis_table33_network
-from ..sim.contract import Flag
+from ..sim.contract import Flag, Opcode, pe3_column_groups, pe3_row_groups
 from ..sim.cycle_model import CycleModel, CycleParams, roofline_cycles
 
 __all__ = ["listing", "format_listing", "add_arguments", "run_command", "PROGRAMS"]
@@ -76,6 +76,8 @@ def listing(network: str = "thesis", batch: int = 32, schedule: str = "thesis", 
                 "macs": op.macs(), "cycles": c.total,
                 "roofline": round(roofline_cycles(op.opcode, op.a, op.b, op.c, op.d, op.flags, net.cfg), 1),
             })
+            if op.opcode == Opcode.PE3:
+                rows[-1].update(row_groups=pe3_row_groups(op.b), column_groups=pe3_column_groups(op.b))
         # cost.instructions counts the END the model charges as well
         totals[name] = {"cycles": cost.cycles, "macs": cost.macs, "instructions": cost.instructions,
                         "by_unit": {u: {"cycles": v[0], "macs": v[1], "instructions": v[2]}
@@ -101,7 +103,9 @@ def format_listing(result: dict) -> str:
         for r in (r for r in result["rows"] if r["program"] == name):
             share = f"{r['roofline'] / r['cycles']:.3f}" if r["roofline"] else ""
             sources = ", ".join(s for s in (r["src_a"], r["src_b"], r["weight"] and f"W{r['weight']}") if s)
-            lines.append(f"{r['index']:>4} {r['op']:<7} {r['a']:>5} {r['b']:>5} {r['c']:>6} {r['d']:>4} "
+            # PE3's b holds its groups: shown as column groups x row groups
+            b = f"{r['column_groups']}x{r['row_groups']}" if r.get("column_groups", 1) > 1 else r["b"]
+            lines.append(f"{r['index']:>4} {r['op']:<7} {r['a']:>5} {b:>5} {r['c']:>6} {r['d']:>4} "
                          f"{r['flags']:<10} {r['macs']:>10,} {r['cycles']:>9,} {share:>7}  "
                          f"{r['dst'] or '-'} <- {sources or '-'}")
     lines += ["", f"{'unit':<6} {'instr.':>7} {'cycles':>11} {'share':>6} {'MACs':>13}"]

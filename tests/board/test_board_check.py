@@ -45,7 +45,8 @@ class CorruptingBackend(EmulatedBackend):
 
 
 @pytest.mark.parametrize("opcode, failing", [(Opcode.PE2, {"LOAD_W+PE2"}),
-                                             (Opcode.PE3, {"PE3", "PE3 strided", "PE3 ACC", "PE3 row groups"}),
+                                             (Opcode.PE3, {"PE3", "PE3 strided", "PE3 ACC", "PE3 row groups",
+                                                          "PE3 column groups"}),
                                              (Opcode.REDUCE, {"REDUCE"})])
 def test_a_wrong_result_fails_its_instruction(opcode, failing):
     results = board_check.run_board_check(CorruptingBackend(opcode), repeats=1)
@@ -57,7 +58,8 @@ def test_a_wrong_result_fails_its_instruction(opcode, failing):
 def test_command_line(capsys):
     assert board_check.main(["--backend", "emulated", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
-    assert "11/11 instructions pass" in out and "PE3 ACC" in out and "PE3 row groups" in out
+    assert "12/12 instructions pass" in out and "PE3 ACC" in out and "PE3 row groups" in out \
+        and "PE3 column groups" in out
     assert board_check.main(["--backend", "nonexistent"]) == 2
     assert "unknown" in capsys.readouterr().err
     with pytest.raises(ValueError, match="repeats"):

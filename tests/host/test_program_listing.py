@@ -22,9 +22,11 @@ def test_listing_totals_equal_the_network_cost_and_no_row_beats_its_roofline(bat
         assert total["instructions"] == len(net.programs[name]) + 1          # its instructions and the END
     for row in result["rows"]:
         assert row["cycles"] >= row["roofline"], row
-    # Layer 0's weight gradient in row groups: 28 PE3 instructions of 4 groups (contract 1.2).
-    grouped = [r for r in result["rows"] if r["op"] == "PE3" and r["b"] == 4]
-    assert len(grouped) == 28 and all(r["flags"] == "CHUNKS" and r["dst"] == "L0.dW" for r in grouped)
+    # Layer 0's weight gradient in row and column groups: 4 PE3 instructions of 7 x 4 groups (contract 1.3).
+    grouped = [r for r in result["rows"] if r["op"] == "PE3" and r["row_groups"] == 4]
+    assert len(grouped) == 4 and all(r["flags"] == "CHUNKS" and r["dst"] == "L0.dW" and r["column_groups"] == 7
+                                     for r in grouped)
+    assert " 7x4 " in format_listing(result)
 
 
 def test_listing_of_one_program_and_the_optimized_schedule():
