@@ -52,8 +52,8 @@ import numpy as np
 from .compiler import (LAYOUTS, CompiledNetwork, NetworkSpec, Op, ShapeError, TTLayerSpec, _Builder,
                        _emit_full_weight_grad, _layer_activation, _layer_forward, _layer_input_grad, _plan_memories,
                        core_layout, grad_layout, merged_dw_blocks, sweep_layout)
-from .contract import (DEFAULT_CONFIG, WMEM_LANES, Descriptor, ErrorCode, HardwareConfig, Opcode,
-                       OutFormat, check_descriptor, pe2_row_pitch)
+from .contract import (DEFAULT_CONFIG, PE3_GROUPS_MAX, WMEM_LANES, Descriptor, ErrorCode, HardwareConfig, Opcode,
+                       OutFormat, check_descriptor, pe2_row_pitch, pe3_group_field)
 
 __all__ = ["LayerSchedule", "Schedule", "ScheduledNetwork", "compile_schedule", "tile_values", "EXTRA_LAYOUTS",
            "FORWARD_ORDERS", "INPUT_GRAD_ORDERS", "layer_plans", "op_legal"]
@@ -321,7 +321,8 @@ def _factor_grads(bld: _Builder, li: int, layer: TTLayerSpec, x: str, g: str, ba
 def _emit_partial_weight_grad(bld: _Builder, li: int, layer: TTLayerSpec, P_j: str, g: str, batch: int,
                               j: int) -> str:
     """PE3 ops forming the partial weight gradient ``H_j`` (``j > 0``): one ``(n_{d-1} x m_{d-1})`` block per
-    ``(r, n_j, m_j, ..., n_{d-2}, m_{d-2})``, rows ``(b, n_<j)``; returns its tensor name."""
+    ``(r, n_j, m_j, ..., n_{d-2}, m_{d-2})``, rows ``(b, n_<j)``, the blocks of the innermost digit as the column
+    groups of one instruction; returns its tensor name."""
     m, n, R, d = layer.in_modes, layer.out_modes, layer.full_ranks, layer.d
     pairs = [n[k] * m[k] for k in range(d)]
     H = bld.tensor(f"L{li}.H{j}", (R[j] * math.prod(pairs[j:]),), OutFormat.S16, "weight_grad")
@@ -331,13 +332,19 @@ def _emit_partial_weight_grad(bld: _Builder, li: int, layer: TTLayerSpec, P_j: s
     m_inner = math.prod(m[j:d - 1])
     digits = [range(R[j])] + [range(v) for k in range(j, d - 1) for v in (n[k], m[k])]
     rows = batch * math.prod(n[:j])
-    for beta, idx in enumerate(itertools.product(*digits)):
+    # The innermost digit (m_{d-2}, or r when j = d-1) steps P_j by the next m_{d-1} columns and H by one block,
+    # with the same columns of g: its values are the column groups of one instruction (contract 1.3).
+    fold = 1 < len(digits[-1]) <= PE3_GROUPS_MAX
+    col_groups = len(digits[-1]) if fold else 1
+    outer = digits[:-1] + [range(1)] if fold else digits      # a folded digit starts at 0
+    for beta, idx in enumerate(itertools.product(*outer)):
         r, rest = idx[0], idx[1:]
         n_pre = sum(rest[2 * t] * n_strides[t] for t in range(d - 1 - j))
         m_pre = sum(rest[2 * t + 1] * m_strides[t] for t in range(d - 1 - j))
-        bld.emit(Op(Opcode.PE3, dst=H, src_a=P_j, src_b=g, a=rows, c=m[d - 1], d=n[d - 1],
-                    src_a_offset=(r * m_inner + m_pre) * m[d - 1], src_b_offset=n_pre * n[d - 1],
-                    dst_offset=beta * block, stride_a=R[j] * math.prod(m[j:]), stride_b=math.prod(n[j:])))
+        bld.emit(Op(Opcode.PE3, dst=H, src_a=P_j, src_b=g, a=rows, b=pe3_group_field(1, col_groups), c=m[d - 1],
+                    d=n[d - 1], src_a_offset=(r * m_inner + m_pre) * m[d - 1], src_b_offset=n_pre * n[d - 1],
+                    dst_offset=beta * col_groups * block, stride_a=R[j] * math.prod(m[j:]),
+                    stride_b=math.prod(n[j:])))
     return H
 
 
