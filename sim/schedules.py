@@ -19,7 +19,8 @@ the cycle model (docs/results/performance.md). Per layer (:class:`LayerSchedule`
   two DRAM operands, and PE3 contracts its row index only. With batch-major activations and gradients the
   contractions it can run are the *partial weight gradients*
   ``H_j[R_j][n_j m_j]...[n_{d-1} m_{d-1}] = sum_{b, n_0..n_{j-1}} P_j[b, n_<j, R_j, m_>=j] G[b, n_<j, n_>=j]``
-  (one PE3 per ``(n_{d-1} x m_{d-1})`` block; ``H_0 = dW``, eq. 3.15's layout). A right sweep with PE1
+  (one PE3 block per ``(n_{d-1} x m_{d-1})``, the blocks of the innermost digit as the column groups of one
+  instruction; ``H_0 = dW``, eq. 3.15's layout, formed as the compiler forms it). A right sweep with PE1
   (``V_k = V_{k+1} x core k``, ``V_d = H_j``) gives ``dG_j = V_{j+1}``; for a core ``k > j`` served by
   ``H_j``, a left sweep with PE2 contracts ``V_{k+1}`` with cores ``j .. k-1`` (eq. 3.17-3.19). ``meetings``
   lists the ``j`` whose ``H_j`` is formed (``0`` always: no other ``H_j`` reaches core 0), ``servers[k]``
