@@ -103,12 +103,15 @@ class PE3(wiring.Component):
 
         # Column groups (contract 1.3, b[15:8]) are the outer loop: after the last row group, A moves on by c
         # columns, B starts again at src_b, dst simply continues. 0 and 1 both mean one group.
+        def last_row_group(g):
+            return g + 1 >= desc.b[:8]
+
         def last_group(g, h):
-            return (g + 1 >= desc.b[:8]) & (h + 1 >= desc.b[8:])
+            return last_row_group(g) & (h + 1 >= desc.b[8:])
 
         def next_group(g, h):
-            # The counters of the group after (g, h); the caller has checked that (g, h) is not the last.
-            with m.If(g + 1 >= desc.b[:8]):
+            # The counters of the group after (g, h) (after the last group they are not read again).
+            with m.If(last_row_group(g)):
                 m.d.sync += [g.eq(0), h.eq(h + 1)]
             with m.Else():
                 m.d.sync += g.eq(g + 1)
@@ -167,7 +170,7 @@ class PE3(wiring.Component):
                             next_dst = is_group_dst + group_bytes
                             m.d.sync += [is_cj.eq(0), is_group_dst.eq(next_dst), is_dst.eq(next_dst)]
                             next_group(is_g, is_h)
-                            with m.If(is_g + 1 >= desc.b[:8]):
+                            with m.If(last_row_group(is_g)):
                                 next_a = a_group + (desc.c << 1)
                                 m.d.sync += [a_group.eq(next_a), a_row.eq(next_a), a_chunk.eq(next_a),
                                              b_group.eq(desc.src_b), b_row.eq(desc.src_b)]
