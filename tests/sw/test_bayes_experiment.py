@@ -185,3 +185,16 @@ def test_full_mode_gives_bf_tucker_its_own_sghmc_step_unless_the_step_is_set():
     assert exp_table2_1.row_sghmc_config("BF-TT-NN", cfg, quick=False, step_overridden=False) is cfg
     assert exp_table2_1.row_sghmc_config("BF-Tucker-NN", cfg, quick=True, step_overridden=False) is cfg
     assert exp_table2_1.row_sghmc_config("BF-Tucker-NN", cfg, quick=False, step_overridden=True) is cfg
+
+
+def test_full_mode_runs_bf_tt_nn_longer_unless_the_epochs_are_set():
+    from ultratrain.sw.bayes.training import MapConfig
+
+    cfg = MapConfig(epochs=40)
+    bf_tt = exp_table2_1.row_map_config("BF-TT-NN", cfg, quick=False, epochs_overridden=False)
+    assert bf_tt.epochs == exp_table2_1.ROW_MAP_EPOCHS["BF-TT-NN"] > cfg.epochs
+    assert bf_tt.lr == cfg.lr and bf_tt.prune_eps == cfg.prune_eps and bf_tt.batch_size == cfg.batch_size
+    for kind in ("NN", "TT-NN", "Tucker-NN", "BF-Tucker-NN"):
+        assert exp_table2_1.row_map_config(kind, cfg, quick=False, epochs_overridden=False) is cfg
+    assert exp_table2_1.row_map_config("BF-TT-NN", cfg, quick=True, epochs_overridden=False) is cfg
+    assert exp_table2_1.row_map_config("BF-TT-NN", cfg, quick=False, epochs_overridden=True) is cfg
