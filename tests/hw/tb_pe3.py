@@ -25,7 +25,8 @@ async def one_case(tb, a, c, d, stride_a, stride_b, shift, fmt, acc, extreme, la
     out = col_groups * max(groups, 1) * d * c
     old = rng.choice([-32768, 32767, 0, 5, -5], size=out) if extreme else rng.integers(-2000, 2000, size=out)
     tb.write_tensor(dst, old)
-    desc = Descriptor(Opcode.PE3, a=a, b=pe3_group_field(max(groups, 1), col_groups) or groups, c=c, d=d, src_a=src_a, src_b=src_b, dst=dst, stride_a=stride_a,
+    b = pe3_group_field(max(groups, 1), col_groups) or groups     # b = 1 (one row group) stays 1
+    desc = Descriptor(Opcode.PE3, a=a, b=b, c=c, d=d, src_a=src_a, src_b=src_b, dst=dst, stride_a=stride_a,
                       stride_b=stride_b, shift=shift, out_fmt=fmt,
                       flags=(Flag.ACC if acc else Flag.NONE) | (Flag.CHUNKS if chunks else Flag.NONE))
     cycles = await tb.check(desc, dst, out, label)
