@@ -38,7 +38,7 @@ import tempfile
 from collections import defaultdict
 
 from ultratrain.sim import cycle_model
-from ultratrain.sim.contract import DEFAULT_CONFIG, Opcode, pe3_column_groups, pe3_row_groups
+from ultratrain.sim.contract import DEFAULT_CONFIG, Opcode, pe3_block_count
 
 PEAK = DEFAULT_CONFIG.peak_macs_per_cycle
 
@@ -57,7 +57,7 @@ def larger_than_one_buffer(e: dict) -> bool:
         return a * (c // DEFAULT_CONFIG.pe2_cols) > 1
     if op == "PE3":
         # several chunks, row groups or column groups
-        return c > DEFAULT_CONFIG.pe3_lanes or pe3_row_groups(e["b"]) * pe3_column_groups(e["b"]) > 1
+        return c > DEFAULT_CONFIG.pe3_lanes or pe3_block_count(e["b"]) > 1
     return False
 
 

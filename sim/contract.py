@@ -67,7 +67,7 @@ from .formats import Format
 __all__ = [
     "CONTRACT_VERSION", "HardwareConfig", "DEFAULT_CONFIG", "Opcode", "OutFormat", "Flag", "PE3_FLAGS", "ErrorCode",
     "Descriptor", "DESCRIPTOR_BYTES", "DescriptorError", "encode_program", "decode_program", "instruction_macs",
-    "pe3_row_groups", "pe3_column_groups", "pe3_group_field", "PE3_GROUPS_MAX",
+    "pe3_row_groups", "pe3_column_groups", "pe3_block_count", "pe3_group_field", "PE3_GROUPS_MAX",
     "read_writeback", "Writeback",
     "TENSOR_ALIGN", "ELEMENT_BYTES", "WMEM_LANES", "BMEM_LANES", "pack_weight_words", "unpack_weight_words",
     "pack_bias_words", "unpack_bias_words", "pe2_row_pitch",
@@ -347,6 +347,11 @@ def pe3_column_groups(b: int) -> int:
     return max(b >> 8, 1)
 
 
+def pe3_block_count(b: int) -> int:
+    """How many single-group blocks (``d x c`` results) a PE3 instruction with field ``b`` forms: ``H G``."""
+    return pe3_row_groups(b) * pe3_column_groups(b)
+
+
 def pe3_group_field(row_groups: int = 1, column_groups: int = 1) -> int:
     """PE3's field ``b`` for ``G`` row groups and ``H`` column groups (0 when both are one)."""
     for name, value in (("row_groups", row_groups), ("column_groups", column_groups)):
@@ -363,7 +368,7 @@ def instruction_macs(opcode, a: int, b: int, c: int, d: int) -> int:
     if opcode in (Opcode.PE1, Opcode.PE2):
         return a * b * c * d
     if opcode == Opcode.PE3:
-        return a * c * d * pe3_row_groups(b) * pe3_column_groups(b)
+        return a * c * d * pe3_block_count(b)
     return 0
 
 

@@ -45,7 +45,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 
 from .contract import (DEFAULT_CONFIG, WMEM_LANES, Flag, HardwareConfig, Opcode, instruction_macs,
-                       pe3_column_groups, pe3_row_groups)
+                       pe3_block_count)
 
 __all__ = ["CycleParams", "CycleModel", "InstructionCost", "pipeline_cycles", "ProgramCost", "DEFAULT_PARAMS",
            "mac_lower_bound", "unit_lower_bound", "roofline_cycles"]
@@ -151,7 +151,7 @@ class ProgramCost:
 
 def pipeline_cycles(n: int, load: int, compute: int, store: int, pipe: int = 0, gap: int = 0,
                     last: tuple | None = None, lead: int = 0, acquire: int = 0,
-                    stream: tuple[int, int] | None = None) -> int:
+                    stream: tuple[int, int, int] | None = None) -> int:
     """Cycles from the first read command until the last store of ``n`` blocks through a 3-stage double-buffered
     pipeline.
 
@@ -276,7 +276,7 @@ class CycleModel:
         if op == Opcode.PE3:
             # Row and column groups run back to back like further chunks (hw/pe3.py): H G groups of c / 16
             # chunks each.
-            return self._pe3(a, c * pe3_row_groups(b) * pe3_column_groups(b), d, bool(flags & Flag.ACC))
+            return self._pe3(a, c * pe3_block_count(b), d, bool(flags & Flag.ACC))
         if op in (Opcode.ACT_FWD, Opcode.ACT_BWD):
             reads = _beats(a * c, cfg) * (2 if op == Opcode.ACT_BWD else 1)
             writes = _beats(a * c, cfg)
@@ -322,12 +322,13 @@ class CycleModel:
         p, cfg = self.params, self.cfg
         n = a * (c // cfg.pe2_cols)
         load = round(_beats(b * cfg.pe2_cols, cfg) * p.pe2_load_cpb)
-        compute = b * -(-d // cfg.pe2_rows)
+        row_cycles = -(-d // cfg.pe2_rows)
+        compute = b * row_cycles
         store = round(p.pe2_store_gap + _beats(d * cfg.pe2_cols, cfg) * p.pe2_store_cpb)
         # The compute streams its block: each buffer row (two beats) is computed as soon as it is in.
         unit = pipeline_cycles(n, load, compute, store, pipe=p.pe2_pipe, gap=p.pe2_block_gap,
                                lead=p.pe2_load_gap + p.rd_latency, acquire=p.pe2_acquire,
-                               stream=(_beats(cfg.pe2_cols, cfg), compute // b, p.pe2_stream_lag)) + p.wr_latency
+                               stream=(_beats(cfg.pe2_cols, cfg), row_cycles, p.pe2_stream_lag)) + p.wr_latency
         return InstructionCost(p.issue + unit, n * compute, "PE2", n * load, n * store, p.issue)
 
     def _pe3(self, a: int, c: int, d: int, acc: bool) -> InstructionCost:
@@ -442,7 +443,7 @@ def roofline_cycles(opcode, a: int, b: int, c: int, d: int, flags: int = 0, cfg:
     if op == Opcode.PE2:
         return max(macs / cfg.peak_macs_per_cycle, a * b * c / beat, a * d * c / beat)
     if op == Opcode.PE3:
-        groups = pe3_row_groups(b) * pe3_column_groups(b)    # H G blocks of d x c (contract 1.2, 1.3)
+        groups = pe3_block_count(b)                      # H G blocks of d x c (contract 1.2, 1.3)
         reads = groups * a * (c // cfg.pe3_lanes) * (2 + -(-d // beat))
         if int(flags) & Flag.ACC:
             reads += groups * d * c / beat               # the old result, read back to be added

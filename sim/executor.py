@@ -21,7 +21,7 @@ import numpy as np
 from . import pe
 from .contract import (BMEM_LANES, DEFAULT_CONFIG, DESCRIPTOR_BYTES, WMEM_LANES, WRITEBACK_WORD, Descriptor,
                        DescriptorError, ErrorCode, Flag, HardwareConfig, Opcode, Writeback, check_descriptor,
-                       pe2_row_pitch, unpack_bias_words, unpack_weight_words)
+                       pe2_row_pitch, pe3_block_count, unpack_bias_words, unpack_weight_words)
 
 __all__ = ["Memory", "GoldenDevice", "RunResult", "DeviceError"]
 
@@ -216,7 +216,7 @@ class GoldenDevice:
         if op == Opcode.PE2:
             return self._store(desc, pe.pe2(mem.read(desc.src_a, a * b * c).reshape(a, b, c), self._weights(desc),
                                             integer, raw=True))
-        if op == Opcode.PE3 and desc.pe3_groups * desc.pe3_column_groups > 1:
+        if op == Opcode.PE3 and pe3_block_count(desc.b) > 1:
             stats = [self._execute(block) for block in desc.pe3_blocks()]
             return sum(s for s, _ in stats), sum(t for _, t in stats)
         if op == Opcode.PE3:
